@@ -1,0 +1,36 @@
+"""One exception hierarchy for the whole package.
+
+Every error the library raises on purpose derives from :class:`CctvSrError`. Subclasses also
+derive from the matching builtin, so callers that already catch ``OSError`` or ``ValueError``
+keep working. Messages are one line that names the input and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+
+class CctvSrError(Exception):
+    """Base class of every error raised on purpose by cctv-sr."""
+
+
+class SourceError(CctvSrError, OSError):
+    """A video file or stream cannot be opened or read."""
+
+
+class ConfigError(CctvSrError, ValueError):
+    """A setting, option or config file is invalid."""
+
+
+class ModelError(CctvSrError, RuntimeError):
+    """Model weights are missing, corrupt or do not match their manifest."""
+
+
+class BackendUnavailableError(CctvSrError, ImportError):
+    """A backend's optional dependency is not installed (the message names the pip extra)."""
+
+
+class OutputError(CctvSrError, OSError):
+    """The output directory cannot be written."""
+
+
+class PipelineError(CctvSrError, RuntimeError):
+    """A pipeline stage failed; the original exception is chained as ``__cause__``."""

@@ -1,0 +1,235 @@
+"""Central value types that cross module boundaries.
+
+Conventions used everywhere in the package:
+
+* Images are ``numpy.ndarray`` of shape (H, W, 3), dtype uint8, **BGR** colour order.
+* Coordinates are pixels in the frame the record names, x to the right, y down, float32.
+* Landmarks (``kps``) come in the canonical order of the ArcFace 5-point template, as seen in
+  the image: eye on the image left, eye on the image right, nose tip, mouth corner on the image
+  left, mouth corner on the image right. Every detector adapter converts to this order.
+* Time is exact: ``pts`` in units of ``time_base`` (a :class:`fractions.Fraction`), as PyAV
+  reports it; ``seconds`` is derived.
+
+All records are frozen dataclasses validated in ``__post_init__``; invalid input raises
+:class:`~cctv_sr.errors.ConfigError` (a ``ValueError``), never ``AssertionError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from cctv_sr.errors import ConfigError
+
+N_KPS = 5
+
+
+def _check_image(name: str, image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ConfigError(f"{name} must be a uint8 numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ConfigError(f"{name} must have shape (H, W, 3), got {image.shape}")
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded video frame.
+
+    ``index`` counts every decoded frame of the stream (0-based), including frames that
+    ``--stride``/``--max-fps`` skip, so indices stay comparable across settings.
+    """
+
+    stream_id: str
+    index: int
+    pts: int | None
+    time_base: Fraction
+    image: np.ndarray  # (H, W, 3) uint8 BGR
+
+    def __post_init__(self) -> None:
+        _check_image("Frame.image", self.image)
+        if self.index < 0:
+            raise ConfigError(f"Frame.index must be >= 0, got {self.index}")
+        if not isinstance(self.time_base, Fraction) or self.time_base <= 0:
+            raise ConfigError(f"Frame.time_base must be a positive Fraction, got {self.time_base}")
+
+    @property
+    def seconds(self) -> float | None:
+        """Presentation time in seconds, or None when the container gave no pts."""
+        return None if self.pts is None else float(self.pts * self.time_base)
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True, eq=False)
+class FaceDetections:
+    """Faces found in one frame, column-oriented.
+
+    xyxy: (N, 4) float32, box corners in frame pixels.
+    score: (N,) float32, detector confidence in [0, 1].
+    kps: (N, 5, 2) float32, landmarks in canonical order (see module docstring).
+    track_id: (N,) int64 or None; -1 marks a detection that no track took.
+    """
+
+    xyxy: np.ndarray
+    score: np.ndarray
+    kps: np.ndarray
+    track_id: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        n = xyxy.shape[0]
+        score = np.asarray(self.score, dtype=np.float32).reshape(-1)
+        kps = np.asarray(self.kps, dtype=np.float32).reshape(-1, N_KPS, 2)
+        if score.shape[0] != n or kps.shape[0] != n:
+            raise ConfigError(
+                f"FaceDetections columns disagree: xyxy {n}, score {score.shape[0]}, "
+                f"kps {kps.shape[0]}"
+            )
+        object.__setattr__(self, "xyxy", xyxy)
+        object.__setattr__(self, "score", score)
+        object.__setattr__(self, "kps", kps)
+        if self.track_id is not None:
+            tid = np.asarray(self.track_id, dtype=np.int64).reshape(-1)
+            if tid.shape[0] != n:
+                raise ConfigError(f"FaceDetections.track_id has {tid.shape[0]} rows, want {n}")
+            object.__setattr__(self, "track_id", tid)
+
+    @classmethod
+    def empty(cls) -> FaceDetections:
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+        )
+
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    def __getitem__(self, index: np.ndarray | slice | list[int]) -> FaceDetections:
+        """Rows selected by a boolean mask, an index array or a slice; same type back."""
+        return FaceDetections(
+            self.xyxy[index],
+            self.score[index],
+            self.kps[index],
+            None if self.track_id is None else self.track_id[index],
+        )
+
+    def with_track_ids(self, track_id: np.ndarray) -> FaceDetections:
+        return FaceDetections(self.xyxy, self.score, self.kps, track_id)
+
+    def scaled(self, factor: float) -> FaceDetections:
+        """Coordinates multiplied by ``factor`` (to map detections on a resized frame back)."""
+        return FaceDetections(self.xyxy * factor, self.score, self.kps * factor, self.track_id)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How useful one face crop is for identification, each term in [0, 1].
+
+    size_px: the face's native side in the frame, in pixels of a 112-template crop
+    (eye distance scaled to the template), not clipped.
+    """
+
+    size_px: float
+    size: float
+    sharpness: float
+    frontal: float
+    det_score: float
+    score: float
+
+
+@dataclass(frozen=True, eq=False)
+class AlignedFace:
+    """One face warped to the canonical template.
+
+    crop: (S, S, 3) uint8 BGR, the face at the canonical template scaled to side S.
+    M: (2, 3) float32 affine that maps frame pixels to crop pixels.
+    """
+
+    stream_id: str
+    track_id: int
+    frame_index: int
+    pts: int | None
+    time_base: Fraction
+    det_index: int
+    xyxy: np.ndarray
+    kps: np.ndarray
+    crop: np.ndarray
+    M: np.ndarray
+    quality: Quality
+
+    def __post_init__(self) -> None:
+        _check_image("AlignedFace.crop", self.crop)
+        if self.crop.shape[0] != self.crop.shape[1]:
+            raise ConfigError(f"AlignedFace.crop must be square, got {self.crop.shape}")
+        if np.asarray(self.M).shape != (2, 3):
+            raise ConfigError(f"AlignedFace.M must be (2, 3), got {np.asarray(self.M).shape}")
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.pts is None else float(self.pts * self.time_base)
+
+    @property
+    def face_id(self) -> str:
+        """Stable name of this face within a run: frame index and detection row."""
+        return f"f{self.frame_index:07d}_d{self.det_index:02d}"
+
+
+@dataclass(frozen=True, eq=False)
+class TrackWindow:
+    """The unit of SR work: T aligned crops of one track centred on one face.
+
+    crops: (T, S, S, 3) uint8 BGR; valid: (T,) bool, False for padded slots; the centre slot
+    (index T // 2) is always valid and is the face being enhanced.
+    """
+
+    centre: AlignedFace
+    crops: np.ndarray
+    valid: np.ndarray
+
+    def __post_init__(self) -> None:
+        crops = np.asarray(self.crops)
+        valid = np.asarray(self.valid, dtype=bool)
+        if crops.ndim != 4 or crops.shape[0] != valid.shape[0]:
+            raise ConfigError(f"TrackWindow crops {crops.shape} and valid {valid.shape} disagree")
+        if not valid[crops.shape[0] // 2]:
+            raise ConfigError("TrackWindow centre slot must be valid")
+
+    @classmethod
+    def single(cls, face: AlignedFace) -> TrackWindow:
+        return cls(face, face.crop[None], np.ones((1,), bool))
+
+
+@dataclass(frozen=True, eq=False)
+class EnhancedFace:
+    """An aligned face and its super-resolved version.
+
+    sr: (R, R, 3) uint8 BGR at the output side R (the canonical 128), or the LR crop warped
+    straight to R when the face was large enough to skip SR (``sr_method == "none"``).
+    """
+
+    face: AlignedFace
+    sr: np.ndarray
+    sr_method: str
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """One finished track, as written to tracks.jsonl."""
+
+    stream_id: str
+    track_id: int
+    first_frame: int
+    last_frame: int
+    first_seconds: float | None
+    last_seconds: float | None
+    n_faces: int
+    best_frame: int
+    best_quality: float
+    best_crops: tuple[str, ...] = field(default_factory=tuple)

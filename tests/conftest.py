@@ -1,0 +1,49 @@
+"""Shared fixtures: where ../shared and the packaged test photos are, and skips when absent."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CCTV_SR_SHARED", REPO.parent / "shared")).resolve()
+
+
+def shared_path(rel: str) -> Path:
+    """A path under ../shared, or a clean skip when it is not there."""
+    path = SHARED / rel
+    if not path.exists():
+        pytest.skip(f"shared data not present: {path}")
+    return path
+
+
+def insightface_image_dir() -> Path:
+    """Photos shipped in the insightface wheel (installed --no-deps by the setup command)."""
+    spec = importlib.util.find_spec("insightface")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("insightface wheel not installed (see README setup command)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "images"
+    if not path.is_dir():
+        pytest.skip(f"insightface images not found in {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def group_photo() -> np.ndarray:
+    """insightface's t1.jpg: six people, BGR uint8."""
+    image = cv2.imread(str(insightface_image_dir() / "t1.jpg"))
+    assert image is not None
+    return image
+
+
+@pytest.fixture(scope="session")
+def portrait_photo() -> np.ndarray:
+    """insightface's 112x112 aligned Tom Hanks crop, BGR uint8."""
+    image = cv2.imread(str(insightface_image_dir() / "Tom_Hanks_54745.png"))
+    assert image is not None
+    return image
