@@ -104,9 +104,8 @@ class FaceDetections:
 
     @classmethod
     def empty(cls) -> FaceDetections:
-        return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
-        )
+        z = np.zeros
+        return cls(z((0, 4), np.float32), z((0,), np.float32), z((0, 5, 2), np.float32))
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])

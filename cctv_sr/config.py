@@ -1,0 +1,222 @@
+"""Settings as frozen dataclasses, loaded from TOML and overridden with ``--set a.b=value``.
+
+Unknown keys are errors that suggest the nearest known key; values are type-checked against the
+dataclass annotations. Example::
+
+    cfg = load_config(Path("pipelines/cpu_default.toml"), ["detector.name=yunet"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cctv_sr.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    stride: int = 1  # analyse every Nth decoded frame
+    max_fps: float = 0.0  # 0 = no limit; otherwise analyse at most this many frames per second
+    queue_size: int = 32
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+    rtsp_transport: str = "tcp"
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    name: str = "mtcnn"  # mtcnn | yunet | scrfd
+    model_path: str = ""  # explicit weights file; empty = resolve from the manifest
+    score_thresh: float = 0.5  # lowest score returned (the tracker's low bar)
+    nms_thresh: float = 0.4
+    min_face_px: int = 12  # smallest face side searched for
+    batch_size: int = 8  # frames per detector call
+    device: str = "cpu"  # cpu | cuda | cuda:N
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    high_thresh: float = 0.8  # detections at or above this start and continue tracks
+    new_track_thresh: float = 0.85  # ...and at or above this may start a new track
+    match_iou: float = 0.2  # least IoU (predicted box vs detection) for the first association
+    low_match_iou: float = 0.3  # least IoU for low-score detections continuing a track
+    max_centre_dist: float = 1.0  # also allow a match within this many box sides (fast motion)
+    max_lost_s: float = 1.5  # a track unseen this long (stream time) ends
+    min_faces: int = 2  # tracks with fewer faces are written as untracked detections
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    out_size: int = 128  # side of the enhanced (SR) crop
+    lr_sizes: tuple[int, ...] = (16, 32)  # LR crop sides; the largest not above the face's size
+    skip_sr_px: float = 64.0  # faces at least this large are warped straight to out_size
+
+
+@dataclass(frozen=True)
+class SRConfig:
+    name: str = "bicubic"  # bicubic | espcn | fsrcnn | lapsrn
+    model_path: str = ""  # explicit weights file (a .pb for the OpenCV models)
+    batch_size: int = 32
+    max_wait_ms: float = 50.0
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    top_k: int = 5  # best crops kept per track
+    save_all_crops: bool = False
+    image_format: str = "png"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    sr: SRConfig = field(default_factory=SRConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def _known(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a dataclass field annotation, converting lossless cases."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = typing.get_args(annotation)[0]
+        return tuple(_coerce(v, inner, where) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: union-typed settings are not supported")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(str(value), 10) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if annotation is str:
+        return str(value)
+    raise ConfigError(f"{where}: unsupported setting type {annotation!r}")
+
+
+def _apply(obj: Any, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(type(obj))
+    changes: dict[str, Any] = {}
+    known = _known(type(obj))
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(key, known)}")
+        current = getattr(obj, key)
+        path = f"{where}.{key}" if where else key
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a table, got {value!r}")
+            changes[key] = _apply(current, value, path)
+        else:
+            changes[key] = _coerce(value, hints[key], path)
+    return replace(obj, **changes)
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``'a.b=value'`` -> ``{'a': {'b': 'value'}}`` (the value is type-checked later)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. detector.name=yunet")
+    key, value = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {text!r}: empty key")
+    out: dict[str, Any] = {}
+    node = out
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value.strip()
+    return out
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the TOML file (if any), then each ``--set`` override in order."""
+    cfg = RunConfig()
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        cfg = _apply(cfg, data, "")
+    for text in overrides or []:
+        cfg = _apply(cfg, parse_override(text), "")
+    validate(cfg)
+    return cfg
+
+
+def with_values(cfg: RunConfig, **sections: dict[str, Any]) -> RunConfig:
+    """Apply plain values per section (used by CLI flags), with the same checks as TOML."""
+    out = _apply(cfg, {k: v for k, v in sections.items() if v}, "")
+    validate(out)
+    return out
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks that types alone do not express."""
+    checks = [
+        (cfg.source.stride >= 1, "source.stride must be >= 1"),
+        (cfg.source.max_fps >= 0, "source.max_fps must be >= 0"),
+        (cfg.source.queue_size >= 1, "source.queue_size must be >= 1"),
+        (0.0 <= cfg.detector.score_thresh <= 1.0, "detector.score_thresh must be in [0, 1]"),
+        (cfg.detector.batch_size >= 1, "detector.batch_size must be >= 1"),
+        (cfg.detector.min_face_px >= 4, "detector.min_face_px must be >= 4"),
+        (cfg.tracker.max_lost_s > 0, "tracker.max_lost_s must be > 0"),
+        (cfg.output.top_k >= 1, "output.top_k must be >= 1"),
+        (cfg.output.image_format in ("png", "jpg"), "output.image_format must be png or jpg"),
+        (cfg.sr.batch_size >= 1, "sr.batch_size must be >= 1"),
+        (all(s >= 8 for s in cfg.align.lr_sizes) and cfg.align.lr_sizes,
+         "align.lr_sizes must be sides >= 8"),
+        (all(cfg.align.out_size % s == 0 for s in cfg.align.lr_sizes),
+         "align.out_size must be a multiple of every align.lr_sizes entry"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict for run.json."""
+    return dataclasses.asdict(cfg)
