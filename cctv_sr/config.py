@@ -142,7 +142,7 @@ def _apply(obj: Any, data: dict[str, Any], where: str) -> Any:
     known = _known(type(obj))
     for key, value in data.items():
         if key not in known:
-            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(key, known)}")
+            raise ConfigError(f"{where or 'config'}: unknown key '{key}'{_suggest(key, known)}")
         current = getattr(obj, key)
         path = f"{where}.{key}" if where else key
         if is_dataclass(current):
