@@ -52,7 +52,7 @@ class TrackerConfig:
     new_track_thresh: float = 0.85  # ...and at or above this may start a new track
     match_iou: float = 0.2  # least IoU (predicted box vs detection) for the first association
     low_match_iou: float = 0.3  # least IoU for low-score detections continuing a track
-    max_centre_dist: float = 1.0  # also allow a match within this many box sides (fast motion)
+    max_centre_dist: float = 1.5  # also allow a match within this many box sides (fast motion)
     max_lost_s: float = 1.5  # a track unseen this long (stream time) ends
     min_faces: int = 2  # tracks with fewer faces are written as untracked detections
 

@@ -1,0 +1,137 @@
+"""The analysis stage: detect (batched over frames), track, align, score, pick best shots.
+
+All per-stream state (tracker, track book) lives here, in one thread. The stage turns frames
+into messages for the SR stage: ``SaveRequest`` (write this face now), ``TrackEnd`` and
+``UntrackedRows``, in stream order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from cctv_sr.align import choose_lr_side, native_size, similarity_to_template, warp_face
+from cctv_sr.config import RunConfig
+from cctv_sr.detect.base import FaceDetector
+from cctv_sr.quality import face_quality
+from cctv_sr.records import AlignedFace, FaceDetections, Frame
+from cctv_sr.track.book import FaceRow, TrackBook
+from cctv_sr.track.tracker import FaceTracker
+
+Emit = Callable[[object], None]
+
+
+@dataclass(frozen=True, eq=False)
+class UntrackedRows:
+    """Detections no track took (or of tracks too short to keep)."""
+
+    rows: tuple[FaceRow, ...]
+
+
+@dataclass
+class AnalysisStats:
+    frames: int = 0
+    faces: int = 0
+    live_tracks: int = 0
+    tracks_ended: int = 0
+    detect_s: float = 0.0
+    track_s: float = 0.0
+    align_s: float = 0.0
+
+
+@dataclass
+class _StreamState:
+    tracker: FaceTracker
+    book: TrackBook
+    fps: float
+
+
+@dataclass
+class Analyzer:
+    """Owns the per-stream state of one or more streams (keyed by ``Frame.stream_id``)."""
+
+    cfg: RunConfig
+    detector: FaceDetector
+    emit: Emit
+    fps_hint: float = 25.0
+    stats: AnalysisStats = field(default_factory=AnalysisStats)
+    _streams: dict[str, _StreamState] = field(default_factory=dict)
+
+    def _state(self, stream_id: str) -> _StreamState:
+        st = self._streams.get(stream_id)
+        if st is None:
+            st = _StreamState(
+                FaceTracker(self.cfg.tracker, min_score=self.cfg.detector.score_thresh),
+                TrackBook(self.cfg.output.top_k, self.cfg.output.save_all_crops,
+                          self.cfg.tracker.min_faces),
+                self.fps_hint,
+            )
+            self._streams[stream_id] = st
+        return st
+
+    def process(self, frames: Sequence[Frame]) -> None:
+        """Detect on a batch of frames, then track and align them one by one, in order."""
+        if not frames:
+            return
+        t0 = time.perf_counter()
+        all_dets = self.detector.detect([f.image for f in frames])
+        self.stats.detect_s += time.perf_counter() - t0
+        for frame, dets in zip(frames, all_dets):
+            self._process_frame(frame, dets)
+
+    def _process_frame(self, frame: Frame, dets: FaceDetections) -> None:
+        st = self._state(frame.stream_id)
+        t = frame.seconds if frame.seconds is not None else frame.index / st.fps
+        t0 = time.perf_counter()
+        tracked, ended = st.tracker.update(dets, t)
+        self.stats.track_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        untracked: list[FaceRow] = []
+        for i in range(len(tracked)):
+            tid = int(tracked.track_id[i]) if tracked.track_id is not None else -1
+            row = FaceRow(frame.stream_id, frame.index, frame.pts, frame.time_base, i,
+                          tracked.xyxy[i], float(tracked.score[i]), tracked.kps[i],
+                          tid if tid >= 0 else None)
+            if tid < 0:
+                untracked.append(row)
+                continue
+            face = self.align(frame, tracked, i, tid)
+            row = replace(row, quality=face.quality, face_id=face.face_id)
+            for request in st.book.add(face, row):
+                self.emit(request)
+        self.stats.align_s += time.perf_counter() - t0
+        if untracked:
+            self.emit(UntrackedRows(tuple(untracked)))
+        self._end(frame.stream_id, [tr.track_id for tr in ended])
+        self.stats.frames += 1
+        self.stats.faces += len(tracked)
+        self.stats.live_tracks = sum(s.tracker.live_tracks for s in self._streams.values())
+
+    def align(self, frame: Frame, dets: FaceDetections, i: int, track_id: int) -> AlignedFace:
+        """Warp detection ``i`` to the canonical template at the side its size calls for."""
+        acfg = self.cfg.align
+        kps = dets.kps[i]
+        size_px = native_size(kps)
+        side = acfg.out_size if size_px >= acfg.skip_sr_px else choose_lr_side(size_px,
+                                                                               acfg.lr_sizes)
+        M = similarity_to_template(kps, side)
+        crop = warp_face(frame.image, M, side)
+        quality = face_quality(crop, kps, M, size_px, float(dets.score[i]))
+        return AlignedFace(frame.stream_id, track_id, frame.index, frame.pts, frame.time_base, i,
+                           dets.xyxy[i], kps, crop, M, quality)
+
+    def _end(self, stream_id: str, track_ids: list[int]) -> None:
+        book = self._state(stream_id).book
+        for tid in track_ids:
+            end = book.end(stream_id, tid)
+            if end is not None:
+                self.emit(end)
+                self.stats.tracks_ended += 0 if end.discarded else 1
+
+    def finish(self) -> None:
+        """End every open track of every stream (end of input or stop)."""
+        for stream_id, st in self._streams.items():
+            st.tracker.finish()
+            self._end(stream_id, st.book.open_tracks())
+        self.stats.live_tracks = 0

@@ -1,0 +1,1 @@
+"""Face tracking: Kalman motion, assignment, per-track bookkeeping."""

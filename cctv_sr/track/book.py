@@ -1,0 +1,129 @@
+"""Per-track bookkeeping: the faces of each live track and its top-k best shots.
+
+The book decides, face by face, which crops are worth writing now (they entered the track's
+top-k by quality) and which written crops fall out (evicted), so output folders always hold the
+current best shots and an hour of footage does not become a million files. A track's face rows
+are held until the track ends, so their crop paths are final when they are written.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from cctv_sr.records import AlignedFace, Quality, TrackSummary
+
+
+@dataclass(frozen=True, eq=False)
+class FaceRow:
+    """One detection as it goes to faces.jsonl (paths are filled in by the writer)."""
+
+    stream_id: str
+    frame_index: int
+    pts: int | None
+    time_base: Fraction
+    det_index: int
+    xyxy: np.ndarray
+    score: float
+    kps: np.ndarray
+    track_id: int | None
+    quality: Quality | None = None
+    face_id: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.pts is None else float(self.pts * self.time_base)
+
+
+@dataclass(frozen=True, eq=False)
+class SaveRequest:
+    """Write this face (LR crop and its SR) now; delete the crops of ``evict`` (face ids)."""
+
+    face: AlignedFace
+    evict: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class TrackEnd:
+    """A finished track: its summary, all its face rows, and the face ids whose crops remain."""
+
+    summary: TrackSummary
+    rows: tuple[FaceRow, ...]
+    kept: tuple[str, ...]
+    discarded: bool = False  # too short: rows go out untracked and its crops are removed
+
+
+@dataclass
+class _Track:
+    rows: list[FaceRow] = field(default_factory=list)
+    heap: list[tuple[float, int, str]] = field(default_factory=list)  # (quality, frame, id)
+    pending: list[AlignedFace] = field(default_factory=list)  # before min_faces is reached
+    saved: set[str] = field(default_factory=set)
+    best: tuple[float, int] = (-1.0, -1)
+
+
+class TrackBook:
+    """Top-k selection per track; not thread-safe (lives in the analysis thread)."""
+
+    def __init__(self, top_k: int, save_all: bool, min_faces: int) -> None:
+        self.top_k = top_k
+        self.save_all = save_all
+        self.min_faces = max(1, min_faces)
+        self._tracks: dict[int, _Track] = {}
+
+    def add(self, face: AlignedFace, row: FaceRow) -> list[SaveRequest]:
+        """Record one tracked face; returns the writes (and evictions) it causes."""
+        tr = self._tracks.setdefault(face.track_id, _Track())
+        tr.rows.append(row)
+        if face.quality.score > tr.best[0]:
+            tr.best = (face.quality.score, face.frame_index)
+        if len(tr.rows) < self.min_faces:
+            tr.pending.append(face)
+            return []
+        out = [r for f in tr.pending for r in self._offer(tr, f)]
+        tr.pending.clear()
+        return out + self._offer(tr, face)
+
+    def _offer(self, tr: _Track, face: AlignedFace) -> list[SaveRequest]:
+        if self.save_all:
+            tr.saved.add(face.face_id)
+            return [SaveRequest(face)]
+        item = (face.quality.score, face.frame_index, face.face_id)
+        if len(tr.heap) < self.top_k:
+            heapq.heappush(tr.heap, item)
+            tr.saved.add(face.face_id)
+            return [SaveRequest(face)]
+        if item[:2] <= tr.heap[0][:2]:
+            return []
+        _, _, evicted = heapq.heapreplace(tr.heap, item)
+        tr.saved.discard(evicted)
+        tr.saved.add(face.face_id)
+        return [SaveRequest(face, (evicted,))]
+
+    def end(self, stream_id: str, track_id: int) -> TrackEnd | None:
+        """Close a track; None when it never had a face."""
+        tr = self._tracks.pop(track_id, None)
+        if tr is None or not tr.rows:
+            return None
+        first, last = tr.rows[0], tr.rows[-1]
+        ranked = sorted(tr.heap, reverse=True) if not self.save_all else []
+        kept = tuple(i for _, _, i in ranked) if ranked else tuple(sorted(tr.saved))
+        summary = TrackSummary(
+            stream_id=stream_id,
+            track_id=track_id,
+            first_frame=first.frame_index,
+            last_frame=last.frame_index,
+            first_seconds=first.seconds,
+            last_seconds=last.seconds,
+            n_faces=len(tr.rows),
+            best_frame=tr.best[1],
+            best_quality=tr.best[0],
+        )
+        discarded = len(tr.rows) < self.min_faces
+        return TrackEnd(summary, tuple(tr.rows), () if discarded else kept, discarded)
+
+    def open_tracks(self) -> list[int]:
+        return list(self._tracks)
