@@ -1,0 +1,61 @@
+"""Super-resolution backends, looked up by name and imported only when chosen.
+
+``SR_BACKENDS`` maps an ``sr.name`` setting to a lazy ``"module:ClassName"`` string;
+``SR_DEFAULT_MANIFEST`` maps the names that need weights to the manifest of their default file
+(see :mod:`cctv_sr.weights`). The OpenCV baselines use one model file per instance and take the
+scale from the file (``lapsrn`` is LapSRN x4; choose ``lapsrn_x8`` or set ``sr.model_path`` to a
+``LapSRN_x8.pb`` for x8).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from pathlib import Path
+
+from cctv_sr.config import SRConfig
+from cctv_sr.errors import ConfigError
+from cctv_sr.sr.base import SuperResolver
+
+_OPENCV = "cctv_sr.sr.opencv_sr:OpenCVSR"
+
+SR_BACKENDS: dict[str, str] = {
+    "bicubic": "cctv_sr.sr.bicubic:BicubicSR",
+    "espcn": _OPENCV,
+    "fsrcnn": _OPENCV,
+    "lapsrn": _OPENCV,
+    "lapsrn_x8": _OPENCV,
+}
+
+SR_DEFAULT_MANIFEST: dict[str, str] = {
+    "espcn": "espcn_x4",
+    "fsrcnn": "fsrcnn_x4",
+    "lapsrn": "lapsrn_x4",
+    "lapsrn_x8": "lapsrn_x8",
+}
+
+
+def backend_class(name: str) -> type[SuperResolver]:
+    """Import and return the class registered for ``name``; unknown names raise ConfigError."""
+    if name not in SR_BACKENDS:
+        close = difflib.get_close_matches(name, list(SR_BACKENDS), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"sr.name: unknown super-resolver '{name}' ({hint}known: "
+                          f"{', '.join(SR_BACKENDS)})")
+    module_name, _, attr = SR_BACKENDS[name].partition(":")
+    cls: type[SuperResolver] = getattr(importlib.import_module(module_name), attr)
+    return cls
+
+
+def create_super_resolver(cfg: SRConfig, model_path: Path | None = None) -> SuperResolver:
+    """Build the super-resolver that ``cfg.name`` selects (weights resolved as documented)."""
+    return backend_class(cfg.name)(cfg, model_path)
+
+
+__all__ = [
+    "SR_BACKENDS",
+    "SR_DEFAULT_MANIFEST",
+    "SuperResolver",
+    "backend_class",
+    "create_super_resolver",
+]
