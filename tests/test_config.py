@@ -1,0 +1,65 @@
+"""Config loading: TOML files, --set overrides, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cctv_sr.config import ConfigError, RunConfig, load_config
+
+PIPELINES = sorted((Path(__file__).resolve().parents[1] / "pipelines").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
+def test_shipped_pipelines_load(path: Path) -> None:
+    assert isinstance(load_config(path), RunConfig)
+
+
+def test_cpu_default_toml_is_the_default() -> None:
+    path = next(p for p in PIPELINES if p.name == "cpu_default.toml")
+    assert load_config(path) == RunConfig()
+
+
+@pytest.mark.parametrize(
+    ("override", "check"),
+    [
+        ("detector.name=yunet", lambda c: c.detector.name == "yunet"),
+        ("source.stride=3", lambda c: c.source.stride == 3),
+        ("source.max_fps=2.5", lambda c: c.source.max_fps == 2.5),
+        ("output.save_all_crops=true", lambda c: c.output.save_all_crops is True),
+        ("align.lr_sizes=16,32,64", lambda c: c.align.lr_sizes == (16, 32, 64)),
+    ],
+)
+def test_overrides(override: str, check) -> None:
+    assert check(load_config(None, [override]))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("detecter.name=yunet", "did you mean 'detector'"),
+        ("detector.nmae=yunet", "did you mean 'name'"),
+        ("source.stride=two", "expected an integer"),
+        ("source.stride=0", "source.stride must be >= 1"),
+        ("output.save_all_crops=maybe", "expected true/false"),
+        ("detector", "expected KEY=VALUE"),
+        ("align.lr_sizes=48", "multiple"),
+    ],
+)
+def test_bad_overrides(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[detector\nname=1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    table = tmp_path / "table.toml"
+    table.write_text("detector = 3\n")
+    with pytest.raises(ConfigError, match="expected a table"):
+        load_config(table)
