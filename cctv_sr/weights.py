@@ -6,7 +6,8 @@ download URL). :func:`resolve_file` finds a manifest file on disk, in this order
 
 1. an explicit path (``model_path``): must exist; a sha256 different from the manifest is only
    logged, so users may bring their own weights;
-2. ``$CCTV_SR_MODELS``: ``<dir>/<file>`` or ``<dir>/<manifest name>/<file>``, sha256 checked;
+2. ``$CCTV_SR_MODELS``: ``<dir>/<file>``, ``<dir>/<manifest name>/<file>`` or ``<dir>/*/<file>``,
+   sha256 checked;
 3. a PyPI package that ships the file (found with :func:`importlib.util.find_spec`, never
    imported);
 4. the user cache, ``<cache>/<manifest name>/<file>``, sha256 checked, where ``<cache>`` is
@@ -380,7 +381,11 @@ def find_local(manifest: ModelManifest, entry: ModelFile) -> Path | None:
         root = Path(models_env).expanduser()
         if not root.is_dir():
             raise ModelError(f"{root}: ${ENV_MODELS} is not a directory")
-        for candidate in (root / entry.name, root / manifest.name / entry.name):
+        # The file at the top, in a folder named after the manifest, or in any folder one level
+        # down (so a tree such as ../shared/models works as it is).
+        candidates = [root / entry.name, root / manifest.name / entry.name]
+        candidates += sorted(root.glob(f"*/{entry.name}"))
+        for candidate in candidates:
             if candidate.is_file():
                 return _verify(candidate, entry, f"from ${ENV_MODELS}")
     packaged = package_file(entry)
@@ -391,8 +396,6 @@ def find_local(manifest: ModelManifest, entry: ModelFile) -> Path | None:
         return packaged
     cached = cache_dir() / manifest.name / entry.name
     return _verify(cached, entry, "in the cache") if cached.is_file() else None
-
-
 
 
 def resolve_file(
