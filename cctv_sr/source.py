@@ -1,0 +1,452 @@
+"""Video input: files and live streams decoded with PyAV in one background thread per source.
+
+Usage::
+
+    with VideoSource("clip.mp4", cfg.source, stream_id="cam0") as source:
+        print(source.info)
+        for frame in source:      # Frame records, in decode order, BGR uint8
+            ...
+
+A bounded queue (``source.queue_size``) sits between the decode thread and the consumer. For
+files it blocks, so no frame is lost. For live streams a slow consumer does not stall the
+camera: when the queue is full the oldest waiting frame is dropped (``stats.dropped_live``).
+
+``source.stride`` and ``source.max_fps`` thin the frames that are yielded; ``Frame.index``
+still counts every decoded frame. Packets that fail to decode are skipped and counted in
+``stats.decode_errors``, so a damaged or truncated file yields what it can and then ends.
+
+Live streams (see :func:`is_live_url`) are opened with ``source.rtsp_transport`` and PyAV's
+interrupt-callback timeouts: opening fails with :class:`SourceError` after
+``source.open_timeout_s``, and a stream that sends nothing for ``source.read_timeout_s``
+raises :class:`SourceError` ("no data for ... s") from the iteration. A stream that the server
+ends cleanly (RTCP BYE / end of file) ends the iteration normally.
+
+Threading: :meth:`VideoSource.stop` may be called from any thread (e.g. a Ctrl-C handler);
+the consumer's loop then ends within ~0.1 s and ``stop()`` joins the decode thread. The decode
+thread notices the stop between packets, which is immediate for files and flowing streams. A
+read blocked on a stream that has gone silent can only be interrupted by PyAV's read timeout,
+so in that one case ``stop()`` gives up joining after its ``timeout`` (2 s) and the thread, a
+daemon that closes its own container, exits by itself within ``source.read_timeout_s``.
+A source is iterated once; leaving the loop early (``break``) stops it and joins the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from types import TracebackType
+from typing import Any
+
+import av.error
+import numpy as np
+
+from cctv_sr.config import SourceConfig
+from cctv_sr.errors import SourceError
+from cctv_sr.records import Frame
+from cctv_sr.source_open import (
+    SourceInfo,
+    describe,
+    file_sha256,
+    is_live_url,
+    open_container,
+    redact_url,
+    video_stream,
+)
+
+__all__ = [
+    "SourceInfo",
+    "SourceStats",
+    "VideoSource",
+    "file_sha256",
+    "is_live_url",
+    "redact_url",
+]
+
+logger = logging.getLogger(__name__)
+
+_POLL_S = 0.05  # how often blocked queue operations re-check the stop flag
+_MAX_READ_RETRIES = 3  # consecutive demuxer errors in a file before it is treated as ended
+_END = object()  # queue item: the decode thread finished normally
+_DEFAULT_CONFIG = SourceConfig()  # frozen, so one shared default is safe
+
+
+class _Stopped(Exception):
+    """Raised inside the decode thread when stop() interrupts a blocking put."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Queue item: the decode thread failed; the consumer raises ``error``."""
+
+    error: SourceError
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """Counters of one source (a snapshot).
+
+    decoded: frames the decoder produced (the next Frame.index); yielded: frames handed to the
+    consumer; skipped: frames left out by stride/max_fps; dropped_live: frames of a live
+    stream dropped because the consumer was slow; decode_errors: packets or reads that failed
+    and were skipped.
+    """
+
+    decoded: int = 0
+    yielded: int = 0
+    skipped: int = 0
+    dropped_live: int = 0
+    decode_errors: int = 0
+
+
+class _RateLimitedWarning:
+    """Logs the first few occurrences of a warning, then at most one per interval."""
+
+    def __init__(self, first: int = 3, every_s: float = 10.0) -> None:
+        self.first = first
+        self.every_s = every_s
+        self.count = 0
+        self.suppressed = 0
+        self.last = 0.0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.count <= self.first or now - self.last >= self.every_s:
+            extra = f" ({self.suppressed} similar warnings suppressed)" if self.suppressed else ""
+            logger.warning("%s%s", message, extra)
+            self.last = now
+            self.suppressed = 0
+        else:
+            self.suppressed += 1
+
+
+class VideoSource:
+    """Frames of one video file or live stream, decoded in a background thread.
+
+    ``url`` is a file path or a stream URL; ``stream_id`` names the source in every Frame.
+    Use as a context manager (``__enter__`` opens, ``__exit__`` stops and closes), or call
+    :meth:`open`, iterate, then :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        url: str | os.PathLike[str],
+        cfg: SourceConfig = _DEFAULT_CONFIG,
+        stream_id: str = "cam0",
+    ) -> None:
+        self.url = os.fspath(url)
+        self.cfg = cfg
+        self.stream_id = stream_id
+        self.is_live = is_live_url(self.url)
+        self.name = redact_url(self.url)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, cfg.queue_size))
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards state and counters, never held while blocking
+        self._open_lock = threading.Lock()  # serialises open()
+        self._container: Any = None
+        self._stream: Any = None
+        self._info: SourceInfo | None = None
+        self._thread: threading.Thread | None = None
+        self._iterating = False
+        self._counts = {k: 0 for k in SourceStats.__dataclass_fields__}
+        self._warn_decode = _RateLimitedWarning()
+        self._warn_drop = _RateLimitedWarning(first=1, every_s=30.0)
+        gap = Fraction(repr(float(cfg.max_fps))) if cfg.max_fps > 0 else None
+        self._min_gap: Fraction | None = None if gap is None else 1 / gap
+        self._last_time: Fraction | None = None
+        self._time_base = Fraction(1, 1)  # the stream's, set by open()
+
+    # ----------------------------------------------------------------- public API
+
+    def open(self) -> SourceInfo:
+        """Open the input (once) and return its :class:`SourceInfo`.
+
+        Raises SourceError for a missing, empty or unreadable file, a file with no video
+        stream, or a stream that does not answer within ``open_timeout_s``.
+        """
+        with self._open_lock:
+            if self._info is not None:
+                return self._info
+            container = open_container(self.url, self.cfg, self.is_live)
+            try:
+                stream = video_stream(container, self.name)
+                stream.codec_context.thread_type = "AUTO"
+                info = describe(container, stream, self.name, self.is_live)
+            except BaseException:
+                container.close()
+                raise
+            with self._lock:
+                self._container, self._stream, self._info = container, stream, info
+                self._time_base = info.time_base
+            logger.info(
+                "opened %s: %s %dx%d fps=%s live=%s", self.name, info.codec, info.width,
+                info.height, f"{info.fps:.3f}" if info.fps else "?", info.is_live,
+            )
+            return info
+
+    @property
+    def info(self) -> SourceInfo:
+        """Facts about the input; opens it first if needed."""
+        return self._info if self._info is not None else self.open()
+
+    @property
+    def stats(self) -> SourceStats:
+        """A consistent snapshot of the counters (safe from any thread)."""
+        with self._lock:
+            return SourceStats(**self._counts)
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Frames in decode order; starts the decode thread on first use.
+
+        Ends at the end of the file or stream, or soon after :meth:`stop`. A failure in the
+        decode thread is raised here as SourceError. Iterating a stopped source yields nothing.
+        """
+        return self._frames()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Make iteration end and wait up to ``timeout`` s for the decode thread to exit.
+
+        Thread-safe and idempotent. A decode thread still blocked in a read of a silent live
+        stream after ``timeout`` is left to exit by itself at the read timeout.
+        """
+        self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.warning(
+                "%s: decode thread still blocked in a read; it exits within %g s "
+                "(source.read_timeout_s)", self.name, self.cfg.read_timeout_s,
+            )
+        else:
+            self._drain()
+
+    def close(self) -> None:
+        """Stop and release the container (the decode thread closes it if it was started)."""
+        self.stop()
+        with self._lock:
+            container = self._container if self._thread is None else None
+            if container is not None:
+                self._container = None
+        if container is not None:
+            container.close()
+
+    def __enter__(self) -> VideoSource:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"VideoSource({self.name!r}, stream_id={self.stream_id!r}, live={self.is_live})"
+
+    # ----------------------------------------------------------------- consumer side
+
+    def _frames(self) -> Iterator[Frame]:
+        if self._stop.is_set():
+            return
+        self.open()
+        with self._lock:
+            if self._iterating:
+                raise RuntimeError(f"{self!r} is already being iterated")
+            self._iterating = True
+        thread: threading.Thread | None = None
+        try:
+            thread = self._start()
+            while thread is not None and not self._stop.is_set():
+                try:
+                    item = self._queue.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if not (thread.is_alive() or self._stop.is_set() or self._queue.qsize()):
+                        message = f"{self.name}: decode thread ended unexpectedly"
+                        raise SourceError(message) from None
+                    continue
+                if item is _END:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                self._count("yielded")
+                yield item
+        finally:
+            if thread is None or not self._stop.is_set():
+                self.close()  # end of input, failure, or the consumer left the loop
+            # else stop() came from another thread, which joins the decode thread itself
+
+    def _start(self) -> threading.Thread | None:
+        """Start the decode thread unless stop() came first (e.g. during a slow open)."""
+        with self._lock:
+            if self._stop.is_set():
+                return None
+            self._thread = threading.Thread(
+                target=self._run, name=f"cctv_sr-source-{self.stream_id}", daemon=True
+            )
+            self._thread.start()
+            return self._thread
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    # ----------------------------------------------------------------- decode thread
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += n
+
+    def _run(self) -> None:
+        container = self._container
+        final: object = _END
+        try:
+            self._decode_all()
+            if self._stop.is_set():
+                return
+            stats = self.stats
+            if stats.decoded == 0:
+                final = _Failure(SourceError(f"{self.name}: no decodable video frames"))
+            elif stats.decode_errors:
+                logger.warning(
+                    "%s: ended after %d frames; %d packets or reads failed and were skipped",
+                    self.name, stats.decoded, stats.decode_errors,
+                )
+        except av.error.ExitError as exc:  # PyAV's read timeout (or interrupted read)
+            if self._stop.is_set():
+                return
+            final = self._failure(
+                f"{self.name}: no data for {self.cfg.read_timeout_s:g} s "
+                "(source.read_timeout_s)", exc,
+            )
+        except av.error.FFmpegError as exc:
+            final = self._failure(f"{self.name}: read failed: {exc.strerror or exc}", exc)
+        except _Stopped:
+            return
+        except Exception as exc:  # never leave the consumer waiting
+            logger.debug("%s: decode thread failed", self.name, exc_info=True)
+            final = self._failure(f"{self.name}: decoding failed: {type(exc).__name__}: {exc}",
+                                  exc)
+        finally:
+            with self._lock:
+                self._container = None
+            try:
+                container.close()
+            except Exception:  # pragma: no cover - closing must not mask the real outcome
+                logger.debug("%s: error closing container", self.name, exc_info=True)
+        try:
+            self._put(final)
+        except _Stopped:
+            pass
+
+    @staticmethod
+    def _failure(message: str, cause: BaseException) -> _Failure:
+        error = SourceError(message)
+        error.__cause__ = cause
+        return _Failure(error)
+
+    def _decode_all(self) -> None:
+        """Demux and decode to the end; files survive a few consecutive demuxer errors."""
+        container, stream = self._container, self._stream
+        failures = 0
+        while True:
+            try:
+                for packet in container.demux(stream):
+                    failures = 0
+                    if self._stop.is_set():
+                        return
+                    self._decode(packet)
+                return
+            except av.error.ExitError:
+                raise
+            except av.error.FFmpegError as exc:
+                if self.is_live:
+                    raise
+                failures += 1
+                self._count("decode_errors")
+                self._warn_decode(f"{self.name}: read error ({exc.strerror or exc}), skipping")
+                if failures >= _MAX_READ_RETRIES:
+                    logger.warning("%s: unreadable from here on, ending the file", self.name)
+                    self._decode(None)  # flush frames still inside the decoder
+                    return
+
+    def _decode(self, packet: Any) -> None:
+        try:
+            frames = self._stream.codec_context.decode(packet)
+        except av.error.ExitError:
+            raise
+        except av.error.FFmpegError as exc:
+            self._count("decode_errors")
+            where = f" at pts {packet.pts}" if packet is not None else ""
+            self._warn_decode(
+                f"{self.name}: packet{where} failed to decode "
+                f"({exc.strerror or exc}), skipped"
+            )
+            return
+        for video_frame in frames:
+            self._handle(video_frame)
+
+    def _handle(self, video_frame: Any) -> None:
+        with self._lock:
+            index = self._counts["decoded"]
+            self._counts["decoded"] = index + 1
+        time_base = video_frame.time_base or self._time_base
+        if not self._wanted(index, video_frame.pts, time_base):
+            self._count("skipped")
+            return
+        image = np.ascontiguousarray(video_frame.to_ndarray(format="bgr24"))
+        self._put(Frame(self.stream_id, index, video_frame.pts, Fraction(time_base), image))
+
+    def _wanted(self, index: int, pts: int | None, time_base: Fraction) -> bool:
+        """Apply stride, then max_fps (by pts time; by index/fps when pts is missing)."""
+        if index % self.cfg.stride:
+            return False
+        if self._min_gap is None:
+            return True
+        fps = self._info.fps if self._info is not None else None
+        if pts is not None:
+            now = pts * Fraction(time_base)
+        elif fps:
+            now = Fraction(index) / Fraction(repr(fps))
+        else:
+            return True
+        last = self._last_time
+        if last is None or now >= last + self._min_gap or now < last:  # now < last: pts reset
+            self._last_time = now
+            return True
+        return False
+
+    def _put(self, item: object) -> None:
+        if self.is_live:  # never block a live stream: drop the oldest waiting frame
+            while True:
+                try:
+                    self._queue.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        old = self._queue.get_nowait()
+                    except queue.Empty:
+                        continue
+                    if isinstance(old, Frame):
+                        self._count("dropped_live")
+                        self._warn_drop(f"{self.name}: consumer too slow, dropping oldest frames")
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped

@@ -1,0 +1,591 @@
+"""VideoSource on files encoded here with PyAV, on damaged files, and on a real RTSP server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import selectors
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_path
+from videos import encode_clip, find_bytes, pattern_frames, read_frame_number
+
+from cctv_sr.config import SourceConfig
+from cctv_sr.errors import SourceError
+from cctv_sr.source import SourceStats, VideoSource, file_sha256, is_live_url
+from cctv_sr.source_open import redact_url
+
+FPS = 25
+N_FRAMES = 40
+W, H = 160, 120
+
+
+def source_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("cctv_sr-source")]
+
+
+def one_line_error(excinfo: pytest.ExceptionInfo[SourceError], *parts: str) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for part in parts:
+        assert part in message, message
+    return message
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left() -> Iterator[None]:
+    yield
+    deadline = time.monotonic() + 5.0
+    while source_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not source_threads(), "a decode thread outlived its test"
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "mp4": encode_clip(d / "clip.mp4", pattern_frames(N_FRAMES, W, H), FPS, "libx264"),
+        "avi": encode_clip(d / "clip.avi", pattern_frames(N_FRAMES, W, H), FPS, "mpeg4"),
+        "mkv": encode_clip(d / "clip.mkv", pattern_frames(N_FRAMES, W, H), FPS, "mjpeg"),
+    }
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@pytest.mark.parametrize(
+    ("url", "live"),
+    [
+        ("rtsp://cam/stream1", True),
+        ("RTSPS://user:pw@cam:322/x", True),
+        ("rtmp://host/app/key", True),
+        ("udp://239.0.0.1:1234", True),
+        ("https://host/live/index.m3u8", True),
+        ("http://cam/video.mjpg", True),
+        ("http://host/clip.mp4", False),
+        ("/data/clip.mp4", False),
+        ("clip.avi", False),
+        ("C:\\videos\\clip.mkv", False),
+    ],
+)
+def test_is_live_url(url: str, live: bool) -> None:
+    assert is_live_url(url) is live
+
+
+def test_redact_url_masks_password() -> None:
+    assert redact_url("rtsp://admin:s3cret@10.0.0.2:554/s") == "rtsp://admin:***@10.0.0.2:554/s"
+    assert redact_url("rtsp://10.0.0.2/s") == "rtsp://10.0.0.2/s"
+    assert redact_url("/a/b.mp4") == "/a/b.mp4"
+
+
+def test_file_sha256(tmp_path: Path) -> None:
+    path = tmp_path / "x.bin"
+    data = bytes(range(256)) * 5000
+    path.write_bytes(data)
+    assert file_sha256(path, chunk=4096) == hashlib.sha256(data).hexdigest()
+    with pytest.raises(SourceError):
+        file_sha256(tmp_path / "missing.bin")
+
+
+# ---------------------------------------------------------------------------- files
+
+
+@pytest.mark.parametrize(
+    ("kind", "codec", "frame_count"),
+    [("mp4", "h264", N_FRAMES), ("avi", "mpeg4", N_FRAMES), ("mkv", "mjpeg", None)],
+)
+def test_file_round_trip(clips: dict[str, Path], kind: str, codec: str,
+                         frame_count: int | None) -> None:
+    with VideoSource(clips[kind], stream_id="door") as source:
+        info = source.info
+        frames = list(source)
+    assert not info.is_live
+    assert (info.width, info.height, info.codec, info.fps) == (W, H, codec, FPS)
+    assert info.frame_count == frame_count
+    assert info.duration_s == pytest.approx(N_FRAMES / FPS, abs=0.05)
+    assert len(frames) == N_FRAMES
+    for k, frame in enumerate(frames):
+        assert frame.stream_id == "door"
+        assert frame.index == k
+        assert frame.time_base == info.time_base
+        assert isinstance(frame.time_base, Fraction)
+        assert frame.pts is not None
+        assert frame.pts * frame.time_base == Fraction(k, FPS)  # exact, no float rounding
+        assert frame.seconds == pytest.approx(k / FPS)
+        assert frame.image.shape == (H, W, 3) and frame.image.dtype == np.uint8
+        assert frame.image.flags["C_CONTIGUOUS"]
+        assert read_frame_number(frame.image) == k
+    # BGR order: the moving square is drawn as (B, G, R) = (0, 200, 255)
+    square = frames[0].image[frames[0].image[..., 2] > 230]
+    assert square.shape[0] > 50 and square[:, 0].mean() < 60
+    assert source.stats == SourceStats(decoded=N_FRAMES, yielded=N_FRAMES)
+
+
+@pytest.mark.parametrize(
+    ("stride", "max_fps", "expected"),
+    [
+        (4, 0.0, list(range(0, N_FRAMES, 4))),
+        (1, 10.0, list(range(0, N_FRAMES, 3))),  # 0.08 s < 1/10 s <= 0.12 s
+        (2, 10.0, list(range(0, N_FRAMES, 4))),
+        (1, 25.0, list(range(N_FRAMES))),
+        (1, 1.0, [0, 25]),
+    ],
+)
+def test_stride_and_max_fps(clips: dict[str, Path], stride: int, max_fps: float,
+                            expected: list[int]) -> None:
+    cfg = SourceConfig(stride=stride, max_fps=max_fps)
+    with VideoSource(clips["mp4"], cfg) as source:
+        frames = list(source)
+    assert [f.index for f in frames] == expected
+    assert [read_frame_number(f.image) for f in frames] == expected
+    stats = source.stats
+    assert (stats.decoded, stats.yielded, stats.skipped) == (
+        N_FRAMES, len(expected), N_FRAMES - len(expected))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.mp4"
+    with pytest.raises(SourceError) as excinfo:
+        VideoSource(path).open()
+    one_line_error(excinfo, str(path), "file not found")
+    with pytest.raises(SourceError), VideoSource(path):
+        pass
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(SourceError) as excinfo:
+        VideoSource(tmp_path).open()
+    one_line_error(excinfo, str(tmp_path), "directory")
+
+
+def test_text_file_renamed_mp4(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are not the frames you are looking for\n" * 20)
+    with pytest.raises(SourceError) as excinfo:
+        VideoSource(path).open()
+    one_line_error(excinfo, str(path), "not a video file")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.avi"
+    path.touch()
+    with pytest.raises(SourceError) as excinfo:
+        VideoSource(path).open()
+    one_line_error(excinfo, str(path), "empty file")
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
+    import av
+
+    path = tmp_path / "tone.wav"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16",
+                                           layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    with pytest.raises(SourceError) as excinfo:
+        VideoSource(path).open()
+    one_line_error(excinfo, str(path), "no video stream", "audio")
+
+
+def test_truncated_mp4_without_index(tmp_path: Path) -> None:
+    """moov at the end (the default): a file cut in the mdat has no index at all."""
+    full = encode_clip(tmp_path / "full.mp4", pattern_frames(60, W, H), FPS)
+    data = full.read_bytes()
+    mdat = find_bytes(data, b"mdat")
+    assert mdat < len(data) // 2  # moov comes after the media data
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: mdat + (len(data) - mdat) // 2])
+    start = time.monotonic()
+    with pytest.raises(SourceError) as excinfo:
+        VideoSource(cut).open()
+    assert time.monotonic() - start < 5
+    one_line_error(excinfo, str(cut), "not a video file", "moov")
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "options"),
+    [
+        ("faststart.mp4", "libx264", {"movflags": "+faststart"}),
+        ("cut.mkv", "mjpeg", {}),
+        ("cut.avi", "mpeg4", {}),
+    ],
+)
+def test_truncated_file_yields_a_prefix(tmp_path: Path, name: str, codec: str,
+                                        options: dict[str, str]) -> None:
+    full = encode_clip(tmp_path / f"full_{name}", pattern_frames(60, W, H), FPS, codec,
+                       container_options=options)
+    data = full.read_bytes()
+    cut = tmp_path / name
+    cut.write_bytes(data[: len(data) // 2])
+    with VideoSource(cut) as source:
+        frames = list(source)
+    assert 5 < len(frames) < 60
+    numbers = [read_frame_number(f.image) for f in frames]
+    # display order; with B-frames the frame just before the cut may be missing
+    assert numbers[0] == 0 and all(b > a for a, b in zip(numbers, numbers[1:]))
+    assert numbers[-1] - len(numbers) <= 2
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert source.stats.decoded == len(frames)
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "media_marker"),
+    [("bad.avi", "mpeg4", b"movi"), ("bad.mkv", "mjpeg", b"\x1f\x43\xb6\x75")],  # Cluster
+)
+def test_corrupted_bytes_are_skipped(tmp_path: Path, name: str, codec: str,
+                                     media_marker: bytes) -> None:
+    full = encode_clip(tmp_path / f"full_{name}", pattern_frames(60, W, H), FPS, codec)
+    data = bytearray(full.read_bytes())
+    media = find_bytes(bytes(data), media_marker)
+    size = len(data) - media
+    for offset in range(media + 4 * size // 10, media + 6 * size // 10, 97):
+        data[offset] ^= 0xFF  # flip bytes in the middle of the media data
+    bad = tmp_path / name
+    bad.write_bytes(bytes(data))
+    with VideoSource(bad) as source:
+        frames = list(source)
+    stats = source.stats
+    assert stats.decode_errors > 0
+    assert 0 < len(frames) < 60
+    assert [f.index for f in frames] == list(range(len(frames)))
+    numbers = [read_frame_number(f.image) for f in frames]
+    assert numbers[:10] == list(range(10))  # before the damage
+    assert numbers[-5:] == list(range(55, 60))  # decoding went on to the end of the file
+
+
+def test_no_decodable_frames(tmp_path: Path) -> None:
+    full = encode_clip(tmp_path / "full.mkv", pattern_frames(10, W, H), FPS, "mjpeg")
+    data = full.read_bytes()
+    # Blank every JPEG (SOI .. EOI) and keep the Matroska structure intact.
+    out = bytearray(data)
+    start = data.find(b"\xff\xd8")
+    while start >= 0:
+        end = data.find(b"\xff\xd9", start) + 2
+        out[start:end] = bytes(end - start)
+        start = data.find(b"\xff\xd8", end)
+    blank = tmp_path / "blank.mkv"
+    blank.write_bytes(bytes(out))
+    with VideoSource(blank) as source, pytest.raises(SourceError) as excinfo:
+        list(source)
+    one_line_error(excinfo, str(blank), "no decodable video frames")
+    assert source.stats.decode_errors == 10
+
+
+def test_decode_thread_failure_reaches_the_consumer(clips: dict[str, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: VideoSource, video_frame: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(VideoSource, "_handle", broken)
+    with VideoSource(clips["mp4"]) as source, pytest.raises(SourceError) as excinfo:
+        list(source)
+    one_line_error(excinfo, str(clips["mp4"]), "boom")
+    assert isinstance(excinfo.value.__cause__, RuntimeError)
+
+
+def test_iterating_after_stop_yields_nothing(clips: dict[str, Path]) -> None:
+    source = VideoSource(clips["avi"])
+    source.stop()
+    source.stop()  # idempotent
+    assert list(source) == []
+    with VideoSource(clips["avi"]) as source:
+        assert len(list(source)) == N_FRAMES
+        assert list(source) == []  # a source is iterated once
+
+
+def test_break_leaves_no_thread(clips: dict[str, Path]) -> None:
+    source = VideoSource(clips["mp4"], SourceConfig(queue_size=2))  # no context manager
+    for frame in source:
+        if frame.index == 2:
+            break
+    assert not source_threads()
+    assert source.stats.yielded == 3
+
+
+def test_stop_from_another_thread(clips: dict[str, Path]) -> None:
+    source = VideoSource(clips["mkv"], SourceConfig(queue_size=2))
+    stopped_at: list[float] = []
+
+    def stop_soon() -> None:
+        time.sleep(0.3)
+        stopped_at.append(time.monotonic())
+        source.stop()
+
+    stopper = threading.Thread(target=stop_soon)
+    with source:
+        stopper.start()
+        count = 0
+        for _ in source:
+            count += 1
+            time.sleep(0.05)  # a slow consumer: the decode thread waits on the full queue
+        ended = time.monotonic()
+    stopper.join()
+    assert 0 < count < N_FRAMES
+    assert ended - stopped_at[0] < 1.0
+
+
+@pytest.mark.shared
+def test_opencv_vtest_with_stride() -> None:
+    video = shared_path("data/videos/cctv_like/opencv_vtest.avi")
+    probe_file = shared_path("data/videos/video_probe.jsonl")
+    rows = [json.loads(line) for line in probe_file.read_text().splitlines() if line.strip()]
+    meta = next(r for r in rows if r["file"] == "cctv_like/opencv_vtest.avi")
+    with VideoSource(video, SourceConfig(stride=10)) as source:
+        info = source.info
+        indices = [f.index for f in source]
+        stats = source.stats
+    assert (info.width, info.height) == (meta["w"], meta["h"])
+    assert info.fps == pytest.approx(meta["fps"])
+    assert info.codec.startswith(meta["codec"])
+    assert stats.decoded == meta["frames"]
+    assert indices == list(range(0, meta["frames"], 10))
+    assert stats.yielded == math.ceil(meta["frames"] / 10)
+    assert stats.decode_errors == 0
+
+
+# ---------------------------------------------------------------------------- live (RTSP)
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+GST_PROBE = (
+    "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+    "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+    "missing = [e for e in ('videotestsrc', 'x264enc', 'rtph264pay', 'jpegdec', "
+    "'matroskademux') if Gst.ElementFactory.find(e) is None]; "
+    "print(' '.join(missing))"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_ready(proc: subprocess.Popen[str], timeout: float) -> str | None:
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=0.2):
+                continue
+            line = proc.stdout.readline()
+            if not line:
+                return None  # exited
+            if line.startswith("READY "):
+                return line.split()[1]
+    finally:
+        selector.close()
+    return None
+
+
+@pytest.fixture(scope="module")
+def rtsp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of tests/rtsp_server.py run with the system Python (skips without GStreamer)."""
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.skip(f"{SYSTEM_PYTHON} not found (the RTSP test server needs Debian's python3)")
+    try:
+        probe = subprocess.run([SYSTEM_PYTHON, "-c", GST_PROBE], capture_output=True,
+                               text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.skip("probing GStreamer with the system python timed out")
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        pytest.skip(f"GStreamer RTSP server bindings unavailable to {SYSTEM_PYTHON}: {last} "
+                    "(apt: python3-gi gir1.2-gst-rtsp-server-1.0)")
+    if probe.stdout.strip():
+        pytest.skip(f"GStreamer elements missing: {probe.stdout.strip()} "
+                    "(apt: gstreamer1.0-plugins-base/-good/-ugly)")
+    workdir = tmp_path_factory.mktemp("rtsp")
+    served = encode_clip(workdir / "served.mkv", pattern_frames(50, 320, 240), FPS, "mjpeg")
+    log_path = workdir / "server.log"
+    for _attempt in range(3):  # the free port may be taken between probe and bind
+        port = free_port()
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(port), "--file", str(served),
+                 "--fps", str(FPS), "--stall-after", "3"],
+                stdout=subprocess.PIPE, stderr=log, text=True,
+            )
+        url = wait_for_ready(proc, timeout=30)
+        if url is not None:
+            break
+        proc.kill()
+        proc.wait()
+    else:
+        pytest.fail(f"RTSP test server did not start: {log_path.read_text()[-2000:]}")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+LIVE_CFG = SourceConfig(open_timeout_s=10.0, read_timeout_s=5.0)
+
+
+def test_rtsp_reads_frames(rtsp_url: str) -> None:
+    frames = []
+    with VideoSource(f"{rtsp_url}/test", LIVE_CFG, stream_id="gate") as source:
+        info = source.info
+        for frame in source:
+            frames.append(frame)
+            if len(frames) == 40:
+                break
+    assert info.is_live
+    assert (info.width, info.height, info.codec) == (320, 240, "h264")
+    assert info.time_base == Fraction(1, 90000)
+    assert info.fps == pytest.approx(FPS)
+    assert info.duration_s is None and info.frame_count is None
+    assert all(f.stream_id == "gate" for f in frames)
+    assert all(f.image.shape == (240, 320, 3) and f.image.dtype == np.uint8 for f in frames)
+    indices = [f.index for f in frames]
+    assert indices == sorted(set(indices))
+    timed = [f for f in frames if f.pts is not None]  # the very first RTP frame may lack pts
+    assert len(timed) >= 35
+    pts = [f.pts for f in timed]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    rate = (timed[-1].index - timed[0].index) / (timed[-1].seconds - timed[0].seconds)
+    assert rate == pytest.approx(FPS, rel=0.05)
+
+
+def test_rtsp_stream_end_ends_iteration(rtsp_url: str) -> None:
+    with VideoSource(f"{rtsp_url}/file", LIVE_CFG) as source:
+        numbers = [read_frame_number(f.image) for f in source]
+    assert numbers == list(range(50))  # the whole served file, in order, then a clean end
+
+
+def test_rtsp_stop_from_another_thread(rtsp_url: str) -> None:
+    source = VideoSource(f"{rtsp_url}/test", LIVE_CFG)
+    stopped_at: list[float] = []
+    got_frame = threading.Event()
+
+    def ctrl_c() -> None:
+        got_frame.wait(20)
+        time.sleep(0.5)
+        stopped_at.append(time.monotonic())
+        source.stop()
+
+    stopper = threading.Thread(target=ctrl_c)
+    stopper.start()
+    count = 0
+    for _ in source:
+        count += 1
+        got_frame.set()
+    ended = time.monotonic()
+    stopper.join()
+    assert count > 0
+    assert ended - stopped_at[0] < 1.0
+    assert not source_threads()
+
+
+def test_rtsp_slow_consumer_drops_oldest(rtsp_url: str) -> None:
+    cfg = SourceConfig(queue_size=2, open_timeout_s=10.0, read_timeout_s=5.0)
+    with VideoSource(f"{rtsp_url}/test", cfg) as source:
+        indices = []
+        for frame in source:
+            indices.append(frame.index)
+            time.sleep(0.2)  # 5 fps consumer, 25 fps camera
+            if len(indices) == 10:
+                break
+        stats = source.stats
+    assert stats.dropped_live > 0
+    assert stats.decoded >= stats.yielded + stats.dropped_live
+    assert indices == sorted(indices)
+    gaps = np.diff(indices)
+    assert gaps[3:].min() > 1  # frames in between were dropped, the newest kept
+
+
+def test_rtsp_silent_stream_raises_after_read_timeout(rtsp_url: str) -> None:
+    cfg = SourceConfig(open_timeout_s=10.0, read_timeout_s=1.5)
+    count = 0
+    last = time.monotonic()
+    with VideoSource(f"{rtsp_url}/stall", cfg) as source, pytest.raises(SourceError) as excinfo:
+        for _ in source:
+            count += 1
+            last = time.monotonic()
+    waited = time.monotonic() - last
+    one_line_error(excinfo, "/stall", "no data for 1.5 s")
+    assert count > 10
+    assert 1.0 < waited < 4.0
+
+
+def test_rtsp_stop_during_silent_stream(rtsp_url: str) -> None:
+    """A read blocked on a silent stream: the loop still ends promptly after stop()."""
+    cfg = SourceConfig(open_timeout_s=10.0, read_timeout_s=3.0)
+    source = VideoSource(f"{rtsp_url}/stall", cfg)
+    stopped_at: list[float] = []
+    last_frame = [time.monotonic()]
+    got_frame = threading.Event()
+
+    def stop_when_silent() -> None:
+        got_frame.wait(20)
+        while time.monotonic() - last_frame[0] < 0.7:
+            time.sleep(0.05)
+        stopped_at.append(time.monotonic())
+        source.stop(timeout=0.2)
+
+    stopper = threading.Thread(target=stop_when_silent)
+    stopper.start()
+    count = 0
+    for _ in source:
+        count += 1
+        last_frame[0] = time.monotonic()
+        got_frame.set()
+    ended = time.monotonic()
+    stopper.join()
+    assert count > 10
+    assert ended - stopped_at[0] < 1.0
+    # the fixture no_thread_left checks that the blocked decode thread exits by itself
+
+
+def test_rtsp_unknown_path_raises(rtsp_url: str) -> None:
+    with pytest.raises(SourceError) as excinfo:
+        VideoSource(f"{rtsp_url}/nosuch", LIVE_CFG).open()
+    one_line_error(excinfo, "/nosuch", "404")
+
+
+def test_rtsp_no_server_raises_quickly() -> None:
+    url = f"rtsp://127.0.0.1:{free_port()}/test"
+    start = time.monotonic()
+    with pytest.raises(SourceError) as excinfo:
+        VideoSource(url, SourceConfig(open_timeout_s=2.0)).open()
+    assert time.monotonic() - start < 3.0
+    one_line_error(excinfo, url)
+
+
+def test_rtsp_server_that_never_answers_times_out() -> None:
+    """A TCP port that accepts but never speaks RTSP: SourceError after open_timeout_s."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        url = f"rtsp://viewer:hunter2@127.0.0.1:{port}/cam"
+        start = time.monotonic()
+        with pytest.raises(SourceError) as excinfo:
+            VideoSource(url, SourceConfig(open_timeout_s=1.0)).open()
+        elapsed = time.monotonic() - start
+    assert 0.9 < elapsed < 3.0
+    message = one_line_error(excinfo, "no answer within 1 s", "viewer:***@")
+    assert "hunter2" not in message
