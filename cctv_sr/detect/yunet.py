@@ -1,0 +1,82 @@
+"""YuNet face detector through OpenCV's ``cv2.FaceDetectorYN`` (needs opencv-contrib 4.8+)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cctv_sr.config import DetectorConfig
+from cctv_sr.detect.base import FaceDetector, check_images, require_file
+from cctv_sr.detect.boxes import finalize
+from cctv_sr.errors import BackendUnavailableError, ModelError
+from cctv_sr.records import FaceDetections
+
+log = logging.getLogger(__name__)
+
+TOP_K = 5000  # candidates OpenCV keeps before its own NMS
+
+# Rows of FaceDetectorYN.detect: x, y, w, h, 5 x (x, y) landmarks, score. The landmarks are
+# "right eye, left eye, nose, right mouth corner, left mouth corner" from the subject's point
+# of view, i.e. already image-left first: the canonical order (checked by the golden tests).
+KPS_ORDER = [0, 1, 2, 3, 4]
+
+
+class YunetDetector(FaceDetector):
+    """YuNet (libfacedetection) via ``cv2.FaceDetectorYN``; one image per network call.
+
+    ``model_path`` (or ``cfg.model_path``) must name the ONNX file, for example
+    ``face_detection_yunet_2023mar.onnx``. Detections whose box is smaller than
+    ``cfg.min_face_px`` are dropped. OpenCV's DNN runs on the CPU here (``cfg.device`` is
+    ignored).
+    """
+
+    name = "yunet"
+
+    def __init__(self, cfg: DetectorConfig, model_path: Path | None = None) -> None:
+        super().__init__(cfg, model_path)
+        path = require_file(self.model_path, "yunet",
+                            " (e.g. shared/models/yunet_2023mar/face_detection_yunet_2023mar.onnx)")
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise BackendUnavailableError(
+                "yunet needs cv2.FaceDetectorYN: pip install 'opencv-contrib-python-headless>=4.8'"
+            )
+        try:
+            # OpenCV applies its score cut before NMS; use the caller's cut for both.
+            self._net = cv2.FaceDetectorYN.create(
+                str(path), "", (320, 320), float(cfg.score_thresh), float(cfg.nms_thresh), TOP_K
+            )
+        except cv2.error as exc:
+            raise ModelError(f"yunet: cannot load {path}: {str(exc).strip()}") from exc
+        self._size: tuple[int, int] = (320, 320)
+        self.model_files = (path,)
+        if cfg.device.startswith("cuda"):
+            log.info("yunet runs on OpenCV's CPU backend; detector.device=%s ignored", cfg.device)
+        log.info("yunet model %s", path)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[FaceDetections]:
+        """Faces in each image (see :meth:`FaceDetector.detect`)."""
+        return [self._detect_one(image) for image in check_images(images)]
+
+    def _detect_one(self, image: np.ndarray) -> FaceDetections:
+        height, width = image.shape[:2]
+        if (width, height) != self._size:
+            self._net.setInputSize((width, height))
+            self._size = (width, height)
+        try:
+            _, rows = self._net.detect(np.ascontiguousarray(image))
+        except cv2.error as exc:
+            raise ModelError(f"yunet: inference failed on a {width}x{height} image: {exc}") from exc
+        if rows is None or len(rows) == 0:
+            return FaceDetections.empty()
+        rows = np.asarray(rows, np.float32).reshape(-1, 15)
+        xyxy = np.concatenate([rows[:, 0:2], rows[:, 0:2] + rows[:, 2:4]], axis=1)
+        kps = rows[:, 4:14].reshape(-1, 5, 2)[:, KPS_ORDER]
+        return finalize(
+            xyxy, rows[:, 14], kps, width=width, height=height,
+            score_thresh=self.cfg.score_thresh, nms_thresh=self.cfg.nms_thresh,
+            min_side=float(self.cfg.min_face_px),
+        )
