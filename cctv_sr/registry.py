@@ -1,22 +1,19 @@
-"""Backend registry: names -> lazily imported classes, plus weight resolution per backend.
+"""Builds the configured backends: weight resolution per backend, provenance for run.json.
 
-A backend module is imported only when it is chosen, so a missing optional dependency only
-matters to the user who asked for that backend (and the error names the pip extra).
+The name -> lazy ``"module:Class"`` tables live beside the backends (``cctv_sr.detect.DETECTORS``,
+``cctv_sr.sr.SR_BACKENDS``); a backend module is imported only when it is chosen, so a missing
+optional dependency only matters to the user who asked for that backend.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from cctv_sr.config import DetectorConfig, SRConfig
-from cctv_sr.detect import DETECTORS
-from cctv_sr.detect.base import FaceDetector
-from cctv_sr.errors import ConfigError
-from cctv_sr.sr import SR_BACKENDS, SR_DEFAULT_MANIFEST
-from cctv_sr.sr.base import SuperResolver
+from cctv_sr.detect import FaceDetector, detector_class
+from cctv_sr.sr import SuperResolver, create_super_resolver
 from cctv_sr.weights import resolve_file, sha256_file
 
 log = logging.getLogger(__name__)
@@ -30,45 +27,20 @@ DETECTOR_DEFAULT_MANIFEST: dict[str, str | None] = {
 }
 
 
-def load_class(spec: str) -> type:
-    """``"package.module:Name"`` -> the class, importing the module now."""
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def _pick(kind: str, name: str, table: dict[str, str]) -> str:
-    if name not in table:
-        raise ConfigError(f"unknown {kind} '{name}' (choose one of: {', '.join(sorted(table))})")
-    return table[name]
-
-
 def create_detector(cfg: DetectorConfig) -> FaceDetector:
     """Build the configured detector, resolving its weights (explicit path first)."""
-    cls = load_class(_pick("detector", cfg.name, DETECTORS))
+    cls = detector_class(cfg.name)  # unknown names fail here, before any weight lookup
     manifest = DETECTOR_DEFAULT_MANIFEST.get(cfg.name)
-    path: Path | None = None
-    if cfg.model_path:
-        path = resolve_file(manifest, explicit=cfg.model_path) if manifest else Path(
-            cfg.model_path)
-    elif manifest is not None:
-        path = resolve_file(manifest)
+    path = resolve_file(manifest, explicit=cfg.model_path or None) if manifest else None
     detector = cls(cfg, path)
     log.info("detector: %s (%s)", cfg.name, ", ".join(str(p) for p in detector.model_files))
     return detector
 
 
 def create_sr(cfg: SRConfig) -> SuperResolver:
-    """Build the configured super-resolution backend."""
-    cls = load_class(_pick("sr backend", cfg.name, SR_BACKENDS))
-    manifest = SR_DEFAULT_MANIFEST.get(cfg.name)
-    path: Path | None = None
-    if cfg.model_path:
-        path = resolve_file(manifest, explicit=cfg.model_path) if manifest else Path(
-            cfg.model_path)
-    elif manifest is not None:
-        path = resolve_file(manifest)
-    sr = cls(cfg, path)
-    log.info("sr: %s", sr.name)
+    """Build the configured super-resolution backend (it resolves its own weights)."""
+    sr = create_super_resolver(cfg)
+    log.info("sr: %s (%s)", sr.name, ", ".join(str(p) for p in sr.model_files) or "no weights")
     return sr
 
 
