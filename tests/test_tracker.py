@@ -119,3 +119,23 @@ def test_book_save_all_keeps_everything() -> None:
     writes = [w for f in range(4) for w in book.add(*_face(2, f, 0.1 * f))]
     assert len(writes) == 4 and all(not w.evict for w in writes)
     assert len(book.end("cam0", 2).kept) == 4
+
+
+def test_occluded_face_reappearing_does_not_steal_the_visible_track() -> None:
+    """A face hidden behind another must not swap ids with it when it comes back (seen on
+    facenet_pytorch_video.mp4: the lost track's prediction drifts onto the visible face)."""
+    tr = FaceTracker(TrackerConfig(max_lost_s=2.0))
+    front = []
+    for i in range(10):  # both visible; the back face walks toward the front one
+        out, _ = tr.update(dets([box(100 + i, 100, 60), box(40 + 4 * i, 90, 36)], [0.99, 0.99]),
+                           t=i * 0.04)
+        front.append(out.track_id[0])
+    back_id = out.track_id[1]
+    for i in range(10, 20):  # the back face is hidden behind the front one
+        out, _ = tr.update(dets([box(100 + i, 100, 60)], [0.99]), t=i * 0.04)
+        front.append(out.track_id[0])
+    # It reappears off to the side, too far for its own track to reach.
+    out, _ = tr.update(dets([box(120, 100, 60), box(170, 55, 36)], [0.99, 0.99]), t=0.8)
+    front.append(out.track_id[0])
+    assert len(set(front)) == 1
+    assert out.track_id[1] not in (front[0], -1) and back_id != front[0]

@@ -69,34 +69,56 @@ class FaceTracker:
     def live_tracks(self) -> int:
         return len(self._tracks)
 
-    def _cost(self, tracks: list[TrackState], boxes: np.ndarray, min_iou: float) -> np.ndarray:
+    def _cost(self, tracks: list[TrackState], boxes: np.ndarray, min_iou: float,
+              by_distance: bool) -> np.ndarray:
+        """Assignment costs; pairs that may not match cost ``_INF``.
+
+        ``by_distance=False``: 1 - IoU for pairs with IoU >= ``min_iou``. ``by_distance=True``:
+        the centre distance in box sides, for similar-sized pairs within ``max_centre_dist``
+        (small fast faces and strided analysis jump further than their own size).
+        """
         pred = np.stack([t.kalman.box for t in tracks]) if tracks else np.zeros((0, 4))
         iou = iou_matrix(pred.astype(np.float32), boxes)
         cost = np.full(iou.shape, _INF)
         if iou.size == 0:
             return cost
-        cost[iou >= min_iou] = 1.0 - iou[iou >= min_iou]
-        # Small fast faces (and strided analysis) can jump further than their own size between
-        # analysed frames: allow a centre-distance match, always ranked behind any IoU match.
+        if not by_distance:
+            ok = iou >= min_iou
+            cost[ok] = 1.0 - iou[ok]
+            return cost
         side_p = np.sqrt(np.prod(pred[:, 2:] - pred[:, :2], axis=1).clip(1e-6))
         side_b = np.sqrt(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1).clip(1e-6))
         cp = (pred[:, :2] + pred[:, 2:]) / 2
         cb = (boxes[:, :2] + boxes[:, 2:]) / 2
         dist = np.linalg.norm(cp[:, None] - cb[None], axis=2) / np.maximum(side_p[:, None], 1e-6)
         ratio = side_b[None, :] / np.maximum(side_p[:, None], 1e-6)
-        near = (dist <= self.cfg.max_centre_dist) & (ratio > 0.5) & (ratio < 2.0) & (iou < min_iou)
-        cost[near] = 1.0 + dist[near]
+        ok = (dist <= self.cfg.max_centre_dist) & (ratio > 0.5) & (ratio < 2.0)
+        cost[ok] = dist[ok]
         return cost
 
-    @staticmethod
-    def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
-        if cost.size == 0:
+    def _match(self, tracks: list[TrackState], rows: np.ndarray, boxes: np.ndarray,
+               min_iou: float, by_distance: bool = False) -> list[tuple[TrackState, int]]:
+        """Hungarian assignment of ``tracks`` to detection ``rows``; forbidden pairs never match."""
+        if not tracks or len(rows) == 0:
             return []
-        rows, cols = linear_sum_assignment(cost)
-        return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < _INF]
+        cost = self._cost(tracks, boxes[rows], min_iou, by_distance)
+        allowed = cost < _INF
+        if not allowed.any():
+            return []
+        # A forbidden pair costs more than all allowed pairs together: the solver matches as many
+        # allowed pairs as it can, at the least cost; forbidden pairs it had to use are dropped.
+        solver_cost = np.where(allowed, cost, cost[allowed].sum() + 1.0)
+        r, c = linear_sum_assignment(solver_cost)
+        return [(tracks[i], int(rows[j])) for i, j in zip(r, c) if allowed[i, j]]
 
     def update(self, dets: FaceDetections, t: float) -> tuple[FaceDetections, list[TrackState]]:
-        """Associate one frame's detections; returns them with ids, and tracks that ended."""
+        """Associate one frame's detections; returns them with ids, and tracks that ended.
+
+        Matching goes in tiers, each only among what earlier tiers left: confident detections
+        to tracks seen last frame by IoU, then to tracks lost for a while by IoU, then to any
+        remaining track by centre distance; last, weak detections continue tracks seen last
+        frame (IoU). A later tier never takes what an earlier, more certain one could match.
+        """
         self._step += 1
         for tr in self._tracks:
             tr.kalman.predict(self._step - tr.last_step)
@@ -105,25 +127,26 @@ class FaceTracker:
         score = dets.score
         high = np.flatnonzero(score >= self.cfg.high_thresh)
         low = np.flatnonzero((score < self.cfg.high_thresh) & (score >= self.min_score))
+        free: list[TrackState] = list(self._tracks)
 
-        def take(pairs: list[tuple[int, int]], tracks: list[TrackState], rows: np.ndarray) -> None:
-            for ti, di in pairs:
-                tr, row = tracks[ti], int(rows[di])
+        def take(pairs: list[tuple[TrackState, int]]) -> None:
+            for tr, row in pairs:
                 tr.kalman.update(dets.xyxy[row])
                 tr.last_t, tr.hits, tr.lost = t, tr.hits + 1, False
                 ids[row] = tr.track_id
+                free.remove(tr)
 
-        # Stage 1: high-score detections against every live track.
-        pairs = self._assign(self._cost(self._tracks, dets.xyxy[high], self.cfg.match_iou))
-        take(pairs, self._tracks, high)
-        matched = {ti for ti, _ in pairs}
-        rest = [tr for i, tr in enumerate(self._tracks) if i not in matched and not tr.lost]
-        # Stage 2: low-score detections may continue tracks seen in the previous frame.
-        pairs2 = self._assign(self._cost(rest, dets.xyxy[low], self.cfg.low_match_iou))
-        take(pairs2, rest, low)
+        def unmatched(rows: np.ndarray) -> np.ndarray:
+            return rows[ids[rows] == -1]
+
+        cfg = self.cfg
+        take(self._match([tr for tr in free if not tr.lost], high, dets.xyxy, cfg.match_iou))
+        take(self._match(free, unmatched(high), dets.xyxy, cfg.match_iou))
+        take(self._match(free, unmatched(high), dets.xyxy, cfg.match_iou, by_distance=True))
+        take(self._match([tr for tr in free if not tr.lost], low, dets.xyxy, cfg.low_match_iou))
         # New tracks from confident detections nobody took.
         for row in high:
-            if ids[row] == -1 and score[row] >= self.cfg.new_track_thresh:
+            if ids[row] == -1 and score[row] >= cfg.new_track_thresh:
                 tr = TrackState(self._next_id, BoxKalman(dets.xyxy[row]), t, t, self._step)
                 self._next_id += 1
                 self._tracks.append(tr)
@@ -134,7 +157,7 @@ class FaceTracker:
             if tr.last_t < t:
                 tr.lost = True
                 # A track seen once and missed at once was most likely a false positive.
-                if t - tr.last_t > self.cfg.max_lost_s or tr.hits == 1:
+                if t - tr.last_t > cfg.max_lost_s or tr.hits == 1:
                     ended.append(tr)
                     continue
             alive.append(tr)
