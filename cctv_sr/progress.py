@@ -1,9 +1,9 @@
-"""Progress bar for long runs: frames decoded, analysis fps, faces and tracks."""
+"""Progress bar for long runs: frames analysed (of the expected total), fps, faces, tracks."""
 
 from __future__ import annotations
 
+import math
 import sys
-import time
 from typing import Protocol
 
 from tqdm import tqdm
@@ -19,22 +19,22 @@ class _HasStats(Protocol):
 class RunProgress:
     """A tqdm bar on stderr fed from ``Pipeline.run(on_tick=...)``; silent when disabled."""
 
-    def __init__(self, source: _HasStats, info: object, disable: bool = False) -> None:
+    def __init__(self, source: _HasStats, info: object, stride: int = 1, max_fps: float = 0.0,
+                 disable: bool = False) -> None:
         self._source = source
-        total = getattr(info, "frame_count", None)
-        self._bar = tqdm(total=total or None, unit="frame", desc="frames", disable=disable,
+        count = getattr(info, "frame_count", None)
+        # Frames that will be analysed, when the container says how many it has.
+        total = math.ceil(count / stride) if count and not max_fps else None
+        self._bar = tqdm(total=total, unit="frame", desc="analysed", disable=disable,
                          file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-        self._t0 = time.perf_counter()
 
     def update(self, stats: PipelineStats) -> None:
-        decoded = int(getattr(self._source.stats, "decoded", 0))
-        if decoded > self._bar.n:
-            self._bar.update(decoded - self._bar.n)
         a = stats.analysis
-        elapsed = max(time.perf_counter() - self._t0, 1e-6)
+        if a.frames > self._bar.n:
+            self._bar.update(a.frames - self._bar.n)
         self._bar.set_postfix(
-            fps=f"{a.frames / elapsed:.1f}", faces=a.faces, tracks=a.tracks_ended + a.live_tracks,
-            refresh=False,
+            decoded=int(getattr(self._source.stats, "decoded", 0)), faces=a.faces,
+            tracks=a.tracks_ended + a.live_tracks, refresh=False,
         )
 
     def close(self) -> None:

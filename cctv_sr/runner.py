@@ -103,7 +103,7 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
     writer.write_run_json(meta)
     pipeline = Pipeline(cfg, detector, sr, writer, fps_hint=info.fps or 25.0,
                         queue_size=max(16, cfg.sr.batch_size * 2))
-    progress = RunProgress(source, info, disable=quiet)
+    progress = RunProgress(source, info, cfg.source.stride, cfg.source.max_fps, disable=quiet)
     status, error = "complete", None
     stats: PipelineStats = pipeline.stats
     t0 = time.perf_counter()
