@@ -1,4 +1,4 @@
-"""Command line: ``cctv-sr run``, ``cctv-sr models``.
+"""Command line: ``cctv-sr run``, ``cctv-sr bench``, ``cctv-sr models``.
 
 Errors the user can fix are one line on stderr (``cctv-sr: error: ...``) and exit code 1;
 Ctrl-C exits 130 after writing what was in flight (0 for a live stream, where Ctrl-C is the
@@ -17,33 +17,47 @@ from pathlib import Path
 from typing import Any
 
 from cctv_sr import EVIDENCE_NOTE, __version__
-from cctv_sr.config import load_config, with_values
+from cctv_sr.config import RunConfig, load_config, with_values
 from cctv_sr.errors import CctvSrError
 
 log = logging.getLogger("cctv_sr")
 
 
-def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="find, track, align and enhance the faces in footage",
-                       description="Process a video file or an rtsp:// stream into OUTDIR.")
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    """Options that choose the pipeline's settings (shared by run and bench)."""
     p.add_argument("footage", help="video file (mp4, avi, mkv, ...) or rtsp:// URL")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--config", type=Path, help="pipeline TOML (e.g. pipelines/cpu_default.toml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set tracker.max_lost_s=2 (repeatable)")
     p.add_argument("--detector", help="mtcnn (default) | yunet | scrfd")
     p.add_argument("--detector-model", help="detector weights file")
-    p.add_argument("--sr", help="bicubic (default) | espcn | fsrcnn | lapsrn")
+    p.add_argument("--sr", help="bicubic (default) | espcn | fsrcnn | lapsrn | lapsrn_x8")
     p.add_argument("--sr-model", help="SR weights file (e.g. ESPCN_x4.pb)")
     p.add_argument("--stride", type=int, help="analyse every Nth frame")
     p.add_argument("--max-fps", type=float, help="analyse at most F frames per second")
+    p.add_argument("--max-frames", type=int, help="stop after analysing N frames")
     p.add_argument("--top-k", type=int, help="best crops kept per track (default 5)")
     p.add_argument("--save-all-crops", action="store_true", help="keep every crop of every track")
     p.add_argument("--device", help="cpu | cuda | cuda:N for the detector and SR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="find, track, align and enhance the faces in footage",
+                       description="Process a video file or an rtsp:// stream into OUTDIR.")
+    _add_settings(p)
+    p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--stream-id", default="cam0", help="name of this stream in the outputs")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="decode-only vs end-to-end frames/s on one clip",
+                       description="Throughput of the pipeline against decoding alone, measured "
+                       "side by side in one run (EVAL.md section 4).")
+    _add_settings(p)
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
@@ -61,25 +75,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_bench(sub)
     _add_models(sub)
     return parser
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    """Defaults, then --config, then --set, then the dedicated flags."""
+    cfg = load_config(args.config, args.set)
+    device = {"device": args.device} if args.device else {}
+
+    def given(*pairs: tuple[str, object]) -> dict[str, object]:
+        return {k: v for k, v in pairs if v}
+
+    return with_values(
+        cfg,
+        source=given(("stride", args.stride), ("max_fps", args.max_fps),
+                     ("max_frames", args.max_frames)),
+        detector={**given(("name", args.detector), ("model_path", args.detector_model)),
+                  **device},
+        sr={**given(("name", args.sr), ("model_path", args.sr_model)), **device},
+        output=given(("top_k", args.top_k), ("save_all_crops", args.save_all_crops)),
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from cctv_sr.runner import run_footage
 
-    cfg = load_config(args.config, args.set)
-    device = {"device": args.device} if args.device else {}
-    cfg = with_values(
-        cfg,
-        source={k: v for k, v in (("stride", args.stride), ("max_fps", args.max_fps)) if v},
-        detector={**{k: v for k, v in (("name", args.detector),
-                                       ("model_path", args.detector_model)) if v}, **device},
-        sr={**{k: v for k, v in (("name", args.sr), ("model_path", args.sr_model)) if v},
-            **device},
-        output={k: v for k, v in (("top_k", args.top_k),
-                                  ("save_all_crops", args.save_all_crops)) if v},
-    )
+    cfg = _run_config(args)
     result = run_footage(args.footage, args.out, cfg, stream_id=args.stream_id,
                          overwrite=args.overwrite, quiet=args.quiet)
     summary: dict[str, Any] = {**asdict(result), "outdir": str(result.outdir)}
@@ -92,6 +115,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"note: {EVIDENCE_NOTE}")
     if result.status == "interrupted":
         return 130
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from cctv_sr.bench import bench
+
+    result = bench(args.footage, _run_config(args), quiet=args.quiet)
+    data = result.to_json()
+    if args.json:
+        args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(f"decode-only {result.decode_fps:.2f} frames/s, end-to-end {result.e2e_fps:.2f} "
+          f"frames/s, ratio {result.ratio:.4f} ({result.frames_decoded} frames decoded, "
+          f"{result.frames_analysed} analysed, peak RSS {result.peak_rss_mb:.0f} MB)")
+    for row in result.rows:
+        rate = "-" if row.per_s is None else f"{row.per_s:.2f} {row.unit}s/s"
+        print(f"  {row.stage:7} {row.items:7d} {row.unit}s  {row.seconds:9.3f} s  {rate}")
     return 0
 
 
@@ -123,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
         return _cmd_models(args)
     except CctvSrError as exc:
         print(f"cctv-sr: error: {exc}", file=sys.stderr)

@@ -29,6 +29,7 @@ else:  # pragma: no cover
 class SourceConfig:
     stride: int = 1  # analyse every Nth decoded frame
     max_fps: float = 0.0  # 0 = no limit; otherwise analyse at most this many frames per second
+    max_frames: int = 0  # 0 = to the end; otherwise stop after analysing this many frames
     queue_size: int = 32
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
@@ -199,6 +200,7 @@ def validate(cfg: RunConfig) -> None:
     checks = [
         (cfg.source.stride >= 1, "source.stride must be >= 1"),
         (cfg.source.max_fps >= 0, "source.max_fps must be >= 0"),
+        (cfg.source.max_frames >= 0, "source.max_frames must be >= 0"),
         (cfg.source.queue_size >= 1, "source.queue_size must be >= 1"),
         (0.0 <= cfg.detector.score_thresh <= 1.0, "detector.score_thresh must be in [0, 1]"),
         (cfg.detector.batch_size >= 1, "detector.batch_size must be >= 1"),

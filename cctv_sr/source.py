@@ -281,6 +281,8 @@ class VideoSource:
                     raise item.error
                 self._count("yielded")
                 yield item
+                if self.cfg.max_frames and self.stats.yielded >= self.cfg.max_frames:
+                    return  # source.max_frames reached: a normal end of input
         finally:
             if thread is None or not self._stop.is_set():
                 self.close()  # end of input, failure, or the consumer left the loop

@@ -133,3 +133,23 @@ def test_live_stream_ctrl_c_flushes(group_photo, tmp_path: Path) -> None:
     seconds = [f["seconds"] for f in faces
                if f["track_id"] == tracks[0]["track_id"] and f["seconds"] is not None]
     assert len(seconds) > 10 and np.all(np.diff(seconds) > 0)
+
+
+def test_max_frames_ends_the_run_early(no_face_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    assert main(["run", str(no_face_clip), "--out", str(out), "--quiet", "--max-frames", "7",
+                 "--stride", "2"]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["counts"]["frames_analysed"] == 7
+
+
+def test_bench_reports_decode_and_e2e_side_by_side(no_face_clip: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    assert main(["bench", str(no_face_clip), "--quiet", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert data["frames_decoded"] == 20 == data["frames_analysed"]
+    assert data["decode_fps"] > 0 and data["e2e_fps"] > 0
+    assert data["ratio"] == pytest.approx(data["e2e_fps"] / data["decode_fps"], rel=1e-2)
+    stages = {r["stage"]: r for r in data["rows"]}
+    assert set(stages) == {"decode", "detect", "track", "align", "sr", "write", "e2e"}
+    assert stages["detect"]["items"] == 20 and stages["detect"]["per_s"] > 0
