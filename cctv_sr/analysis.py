@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from cctv_sr.align import choose_lr_side, native_size, similarity_to_template, warp_face
-from cctv_sr.config import RunConfig
+from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.quality import face_quality
 from cctv_sr.records import AlignedFace, FaceDetections, Frame
@@ -62,13 +62,19 @@ class Analyzer:
         st = self._streams.get(stream_id)
         if st is None:
             st = _StreamState(
-                FaceTracker(self.cfg.tracker, min_score=self.cfg.detector.score_thresh),
+                FaceTracker(self.tracker_config(), min_score=self.cfg.detector.score_thresh),
                 TrackBook(self.cfg.output.top_k, self.cfg.output.save_all_crops,
                           self.cfg.tracker.min_faces),
                 self.fps_hint,
             )
             self._streams[stream_id] = st
         return st
+
+    def tracker_config(self) -> TrackerConfig:
+        """Tracker settings with the detector's calibrated thresholds where the user set 0."""
+        t = self.cfg.tracker
+        return replace(t, high_thresh=t.high_thresh or self.detector.track_high_thresh,
+                       new_track_thresh=t.new_track_thresh or self.detector.track_new_thresh)
 
     def process(self, frames: Sequence[Frame]) -> None:
         """Detect on a batch of frames, then track and align them one by one, in order."""

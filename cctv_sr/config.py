@@ -49,8 +49,9 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    high_thresh: float = 0.8  # detections at or above this start and continue tracks
-    new_track_thresh: float = 0.85  # ...and at or above this may start a new track
+    # 0 = the detector's own calibrated default (scores mean different things per detector)
+    high_thresh: float = 0.0  # detections at or above this are matched first
+    new_track_thresh: float = 0.0  # detections at or above this may start a new track
     match_iou: float = 0.2  # least IoU (predicted box vs detection) for the first association
     low_match_iou: float = 0.3  # least IoU for low-score detections continuing a track
     max_centre_dist: float = 1.5  # also allow a match within this many box sides (fast motion)

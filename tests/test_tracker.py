@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 
 from cctv_sr.config import TrackerConfig
+from cctv_sr.errors import ConfigError
 from cctv_sr.records import AlignedFace, FaceDetections, Quality
 from cctv_sr.track.book import FaceRow, TrackBook
 from cctv_sr.track.tracker import FaceTracker, iou_matrix
+
+
+def tcfg(**kw: float) -> TrackerConfig:
+    """Tracker settings with explicit thresholds (0 would mean "the detector's default")."""
+    return TrackerConfig(**{"high_thresh": 0.8, "new_track_thresh": 0.85, **kw})
 
 
 def dets(boxes: list[list[float]], scores: list[float]) -> FaceDetections:
@@ -31,7 +37,7 @@ def test_iou_matrix() -> None:
 
 
 def test_two_faces_keep_their_ids_while_moving() -> None:
-    tr = FaceTracker(TrackerConfig())
+    tr = FaceTracker(tcfg())
     ids = []
     for i in range(20):
         d = dets([box(20 + 4 * i, 50), box(200 - 4 * i, 120)], [0.95, 0.9])
@@ -42,7 +48,7 @@ def test_two_faces_keep_their_ids_while_moving() -> None:
 
 
 def test_rows_are_never_dropped_and_low_scores_continue_tracks() -> None:
-    tr = FaceTracker(TrackerConfig(), min_score=0.3)
+    tr = FaceTracker(tcfg(), min_score=0.3)
     out, _ = tr.update(dets([box(50, 50)], [0.95]), t=0.0)
     first = out.track_id[0]
     out, _ = tr.update(dets([box(52, 50)], [0.95]), t=0.1)
@@ -53,7 +59,7 @@ def test_rows_are_never_dropped_and_low_scores_continue_tracks() -> None:
 
 
 def test_fast_small_face_is_followed_by_centre_distance() -> None:
-    tr = FaceTracker(TrackerConfig())
+    tr = FaceTracker(tcfg())
     got = set()
     for i in range(6):  # 15 px jumps with 12 px boxes: no IoU overlap between frames
         out, _ = tr.update(dets([box(20 + 15 * i, 40, 12)], [0.95]), t=i * 0.2)
@@ -62,7 +68,7 @@ def test_fast_small_face_is_followed_by_centre_distance() -> None:
 
 
 def test_track_ends_after_max_lost_and_one_hit_tracks_die_at_once() -> None:
-    tr = FaceTracker(TrackerConfig(max_lost_s=0.5))
+    tr = FaceTracker(tcfg(max_lost_s=0.5))
     tr.update(dets([box(50, 50), box(300, 300)], [0.95, 0.95]), t=0.0)
     _, ended = tr.update(dets([box(50, 50)], [0.95]), t=0.1)
     assert [e.hits for e in ended] == [1]  # the face seen once
@@ -74,7 +80,7 @@ def test_track_ends_after_max_lost_and_one_hit_tracks_die_at_once() -> None:
 
 
 def test_new_tracks_need_a_confident_detection() -> None:
-    tr = FaceTracker(TrackerConfig(new_track_thresh=0.9), min_score=0.3)
+    tr = FaceTracker(tcfg(new_track_thresh=0.9), min_score=0.3)
     out, _ = tr.update(dets([box(50, 50), box(150, 50)], [0.85, 0.95]), t=0.0)
     assert out.track_id[0] == -1 and out.track_id[1] > 0
 
@@ -124,7 +130,7 @@ def test_book_save_all_keeps_everything() -> None:
 def test_occluded_face_reappearing_does_not_steal_the_visible_track() -> None:
     """A face hidden behind another must not swap ids with it when it comes back (seen on
     facenet_pytorch_video.mp4: the lost track's prediction drifts onto the visible face)."""
-    tr = FaceTracker(TrackerConfig(max_lost_s=2.0))
+    tr = FaceTracker(tcfg(max_lost_s=2.0))
     front = []
     for i in range(10):  # both visible; the back face walks toward the front one
         out, _ = tr.update(dets([box(100 + i, 100, 60), box(40 + 4 * i, 90, 36)], [0.99, 0.99]),
@@ -139,3 +145,8 @@ def test_occluded_face_reappearing_does_not_steal_the_visible_track() -> None:
     front.append(out.track_id[0])
     assert len(set(front)) == 1
     assert out.track_id[1] not in (front[0], -1) and back_id != front[0]
+
+
+def test_unresolved_thresholds_are_refused() -> None:
+    with pytest.raises(ConfigError, match="high_thresh"):
+        FaceTracker(TrackerConfig())

@@ -26,6 +26,10 @@ class FaceDetector(abc.ABC):
 
     name: str = ""
     model_files: tuple[Path, ...] = ()
+    # Scores mean different things per detector (MTCNN's saturate near 1, SCRFD's sit around
+    # 0.5-0.7 on 15 px faces): the tracker's thresholds default to these per-detector values.
+    track_high_thresh: float = 0.7  # continue and match tracks in the first tier
+    track_new_thresh: float = 0.8  # start a new track
 
     def __init__(self, cfg: DetectorConfig, model_path: Path | None = None) -> None:
         self.cfg = cfg

@@ -99,6 +99,8 @@ class MtcnnDetector(FaceDetector):
     """
 
     name = "mtcnn"
+    track_high_thresh = 0.7
+    track_new_thresh = 0.8
 
     def __init__(
         self,

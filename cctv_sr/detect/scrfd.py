@@ -61,6 +61,8 @@ class ScrfdDetector(FaceDetector):
     """
 
     name = "scrfd"
+    track_high_thresh = 0.5
+    track_new_thresh = 0.6
 
     def __init__(
         self,

@@ -35,6 +35,8 @@ class YunetDetector(FaceDetector):
     """
 
     name = "yunet"
+    track_high_thresh = 0.6
+    track_new_thresh = 0.7
 
     def __init__(self, cfg: DetectorConfig, model_path: Path | None = None) -> None:
         super().__init__(cfg, model_path)
@@ -46,9 +48,17 @@ class YunetDetector(FaceDetector):
             )
         try:
             # OpenCV applies its score cut before NMS; use the caller's cut for both.
-            self._net = cv2.FaceDetectorYN.create(
-                str(path), "", (320, 320), float(cfg.score_thresh), float(cfg.nms_thresh), TOP_K
-            )
+            # OpenCV 5 warns on every create that its new graph engine ignores targets; that
+            # says nothing to a user, so keep its log quiet for this call.
+            previous = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+            try:
+                self._net = cv2.FaceDetectorYN.create(
+                    str(path), "", (320, 320), float(cfg.score_thresh), float(cfg.nms_thresh),
+                    TOP_K,
+                )
+            finally:
+                cv2.utils.logging.setLogLevel(previous)
         except cv2.error as exc:
             raise ModelError(f"yunet: cannot load {path}: {str(exc).strip()}") from exc
         self._size: tuple[int, int] = (320, 320)

@@ -8,7 +8,7 @@ took the detection), never fewer.
 
 Example::
 
-    tracker = FaceTracker(TrackerConfig())
+    tracker = FaceTracker(TrackerConfig(high_thresh=0.7, new_track_thresh=0.8))
     for frame, dets in ...:
         tracked, ended = tracker.update(dets, t=frame.seconds)
     ended += tracker.finish()
@@ -22,6 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from cctv_sr.config import TrackerConfig
+from cctv_sr.errors import ConfigError
 from cctv_sr.records import FaceDetections
 from cctv_sr.track.kalman import BoxKalman
 
@@ -59,6 +60,9 @@ class FaceTracker:
     """Assigns stable ids to faces across frames of one stream."""
 
     def __init__(self, cfg: TrackerConfig, min_score: float = 0.0) -> None:
+        if cfg.high_thresh <= 0 or cfg.new_track_thresh <= 0:
+            raise ConfigError("tracker.high_thresh and tracker.new_track_thresh must be resolved "
+                              "to the detector's values (> 0) before tracking")
         self.cfg = cfg
         self.min_score = min_score
         self._tracks: list[TrackState] = []
