@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -19,34 +18,13 @@ import numpy as np
 from cctv_sr.config import DetectorConfig
 from cctv_sr.detect.base import FaceDetector, check_images, chunked, group_by_shape, require_file
 from cctv_sr.detect.boxes import finalize, letterbox_scale, round_up
-from cctv_sr.errors import BackendUnavailableError, ModelError
+from cctv_sr.errors import ModelError
+from cctv_sr.ort import choose_providers, import_onnxruntime
 from cctv_sr.records import FaceDetections
 
 log = logging.getLogger(__name__)
 
 STRIDES = {3: (8, 16, 32), 5: (8, 16, 32, 64, 128)}  # by number of feature maps
-INSTALL_HINT = 'pip install "cctv-sr[onnx]" (CPU) or "cctv-sr[gpu]" (onnxruntime-gpu)'
-
-
-def import_onnxruntime() -> Any:
-    """The ``onnxruntime`` module, or :class:`BackendUnavailableError` naming the extra."""
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BackendUnavailableError(f"scrfd needs onnxruntime: {INSTALL_HINT}") from exc
-    return onnxruntime
-
-
-def choose_providers(ort: Any, device: str) -> list[Any]:
-    """CUDA first when ``device`` asks for it and this onnxruntime has it, else the CPU."""
-    available = ort.get_available_providers()
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" in available:
-            index = int(device.split(":", 1)[1]) if ":" in device else 0
-            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-        log.warning("device %r requested but onnxruntime has no CUDAExecutionProvider "
-                    "(install onnxruntime-gpu: %s); using the CPU", device, INSTALL_HINT)
-    return ["CPUExecutionProvider"]
 
 
 class ScrfdDetector(FaceDetector):
@@ -75,7 +53,7 @@ class ScrfdDetector(FaceDetector):
         super().__init__(cfg, model_path)
         path = require_file(self.model_path, "scrfd",
                             " (e.g. shared/models/scrfd_500m/scrfd_500m_bnkps.onnx)")
-        ort = import_onnxruntime()
+        ort = import_onnxruntime("scrfd")
         self.input_size = int(input_size)
         self.allow_upscale = bool(allow_upscale)
         try:
