@@ -1,0 +1,62 @@
+"""The real CCTV-like clips in ../shared/data/videos (skipped cleanly when absent).
+
+Short slices keep the suite to minutes on a CPU; the closing notes of the issues report the
+full-length runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_path
+
+from cctv_sr.cli import main
+
+CLIPS = "data/videos/cctv_like"
+
+
+def run(clip: str, out: Path, *args: str) -> tuple[dict, list[dict], list[dict]]:
+    path = shared_path(f"{CLIPS}/{clip}")
+    assert main(["run", str(path), "--out", str(out), "--quiet", *args]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    faces = [json.loads(x) for x in (out / "faces.jsonl").read_text().splitlines()]
+    tracks = [json.loads(x) for x in (out / "tracks.jsonl").read_text().splitlines()]
+    assert meta["status"] == "complete" and meta["counts"]["faces"] == len(faces)
+    return meta, faces, tracks
+
+
+def test_pedestrians_walking_toward_the_camera(tmp_path: Path) -> None:
+    """facenet_pytorch_video.mp4: at least five people are in view from the first frames."""
+    meta, faces, tracks = run("facenet_pytorch_video.mp4", tmp_path / "o", "--max-frames", "10")
+    assert meta["counts"]["frames_analysed"] == 10
+    long_tracks = [t for t in tracks if t["n_faces"] >= 8]
+    assert len(long_tracks) >= 5, [(t["track_id"], t["n_faces"]) for t in tracks]
+    for face in faces:
+        kps = np.array(face["landmarks"])
+        assert kps[0, 0] < kps[1, 0] and kps[3, 0] < kps[4, 0]
+    # the same person keeps one id: a long track's boxes move smoothly, frame to frame
+    for t in long_tracks:
+        boxes = np.array([f["box"] for f in faces if f["track_id"] == t["track_id"]])
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        side = boxes[:, 2] - boxes[:, 0]
+        assert np.all(np.linalg.norm(np.diff(centres, axis=0), axis=1) < side[1:])
+
+
+@pytest.mark.parametrize(
+    ("clip", "args"),
+    [
+        ("office_lobby_fisheye.mp4", ["--max-frames", "40", "--stride", "4"]),
+        ("opencv_vtest.avi", ["--max-frames", "40", "--stride", "5"]),
+    ],
+)
+def test_small_face_clips_run_through(clip: str, args: list[str], tmp_path: Path) -> None:
+    meta, faces, tracks = run(clip, tmp_path / "o", *args)
+    assert meta["counts"]["frames_analysed"] == 40
+    for t in tracks:
+        assert (tmp_path / "o" / t["folder"]).is_dir()
+    for face in faces:  # tiny faces are scored as such
+        if face["quality"] is not None:
+            assert face["quality"]["size_px"] > 0
