@@ -76,6 +76,15 @@ class SRConfig:
 
 
 @dataclass(frozen=True)
+class EmbedderConfig:
+    name: str = "dlib"  # dlib | arcface | mobilefacenet
+    model_path: str = ""  # explicit weights file; empty = resolve from the manifest
+    batch_size: int = 32
+    device: str = "cpu"
+    num_threads: int = 0  # 0 = what the machine allows
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     top_k: int = 5  # best crops kept per track
     save_all_crops: bool = False
