@@ -1,0 +1,60 @@
+"""Track identity aggregation and decisions on small literal vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cctv_sr.errors import ConfigError
+from cctv_sr.match import Thresholds, TrackEmbeddings, aggregate, match_track
+
+NAMES = ["alice", "bob", "carol"]
+GALLERY = np.eye(3, 4, dtype=np.float32)  # three orthogonal templates in 4-d
+TH = Thresholds(far_1e2=0.5, far_1e3=0.7)
+
+
+def unit(*v: float) -> np.ndarray:
+    a = np.array(v, np.float32)
+    return a / np.linalg.norm(a)
+
+
+def test_aggregate_weights_by_quality() -> None:
+    v = aggregate([unit(1, 0, 0, 0), unit(0, 1, 0, 0)], [3.0, 1.0])
+    assert np.linalg.norm(v) == pytest.approx(1.0)
+    assert v[0] == pytest.approx(3 * v[1])
+    with pytest.raises(ConfigError):
+        aggregate([], [])
+
+
+def test_clear_match_and_unknown() -> None:
+    acc = TrackEmbeddings()
+    acc.add("f1", 0.9, unit(1, 0.1, 0, 0), unit(1, 0.05, 0, 0))
+    acc.add("f1", 0.9, unit(0, 1, 0, 0), unit(0, 1, 0, 0))  # same face again: ignored
+    m = match_track(acc, NAMES, GALLERY, TH, top_k=2)
+    assert m is not None and m.decision == "alice" and m.n_faces == 1
+    assert [c.name for c in m.combined] == ["alice", "bob"] and len(m.lr) == 2
+    stranger = TrackEmbeddings()
+    stranger.add("f2", 0.5, unit(1, 1, 1, 0), unit(1, 1, 1, 0))
+    m = match_track(stranger, NAMES, GALLERY, TH)
+    assert m is not None and m.decision is None and m.decision_lr is None
+
+
+def test_sr_alone_never_decides() -> None:
+    """The SR crop is bob, the LR crop only faintly: the combined score (0.725) clears the
+    strict threshold, but LR (0.45) misses even the loose one, so there is no match."""
+    acc = TrackEmbeddings()
+    acc.add("f1", 0.8, unit(0, 0.45, 0, np.sqrt(1 - 0.45**2)), unit(0, 1, 0, 0))
+    m = match_track(acc, NAMES, GALLERY, TH)
+    assert m is not None
+    assert m.combined[0].name == "bob" and m.combined[0].score == pytest.approx(0.725, abs=1e-3)
+    assert m.decision_sr == "bob" and m.decision_lr is None and m.decision is None
+
+
+def test_threshold_override_and_validation() -> None:
+    acc = TrackEmbeddings()
+    acc.add("f1", 0.8, unit(1, 0.6, 0, 0), unit(1, 0.6, 0, 0))
+    assert match_track(acc, NAMES, GALLERY, TH).decision == "alice"  # cos 0.86
+    assert match_track(acc, NAMES, GALLERY, TH, threshold=0.9).decision is None
+    assert match_track(TrackEmbeddings(), NAMES, GALLERY, TH) is None
+    with pytest.raises(ConfigError):
+        Thresholds(0.8, 0.5)
