@@ -16,7 +16,7 @@ from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.quality import face_quality
 from cctv_sr.records import AlignedFace, FaceDetections, Frame
-from cctv_sr.track.book import FaceRow, TrackBook
+from cctv_sr.track.book import EmbedRequest, FaceRow, TrackBook
 from cctv_sr.track.tracker import FaceTracker
 
 Emit = Callable[[object], None]
@@ -55,8 +55,10 @@ class Analyzer:
     detector: FaceDetector
     emit: Emit
     fps_hint: float = 25.0
+    embed: bool = False  # identity matching is on: also ask for sparse samples over time
     stats: AnalysisStats = field(default_factory=AnalysisStats)
     _streams: dict[str, _StreamState] = field(default_factory=dict)
+    _sampled_at: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def _state(self, stream_id: str) -> _StreamState:
         st = self._streams.get(stream_id)
@@ -104,8 +106,11 @@ class Analyzer:
                 continue
             face = self.align(frame, tracked, i, tid)
             row = replace(row, quality=face.quality, face_id=face.face_id)
-            for request in st.book.add(face, row):
+            requests = st.book.add(face, row)
+            for request in requests:
                 self.emit(request)
+            if self.embed:
+                self._sample(face, t, saved=bool(requests))
         self.stats.align_s += time.perf_counter() - t0
         if untracked:
             self.emit(UntrackedRows(tuple(untracked)))
@@ -113,6 +118,15 @@ class Analyzer:
         self.stats.frames += 1
         self.stats.faces += len(tracked)
         self.stats.live_tracks = sum(s.tracker.live_tracks for s in self._streams.values())
+
+    def _sample(self, face: AlignedFace, t: float, saved: bool) -> None:
+        """Best shots are embedded anyway; add one face per ``match.sample_s`` of the track."""
+        key = (face.stream_id, face.track_id)
+        last = self._sampled_at.get(key)
+        if saved or last is None or t - last >= self.cfg.match.sample_s:
+            self._sampled_at[key] = t
+            if not saved:
+                self.emit(EmbedRequest(face))
 
     def align(self, frame: Frame, dets: FaceDetections, i: int, track_id: int) -> AlignedFace:
         """Warp detection ``i`` to the canonical template at the side its size calls for."""
@@ -130,6 +144,7 @@ class Analyzer:
     def _end(self, stream_id: str, track_ids: list[int]) -> None:
         book = self._state(stream_id).book
         for tid in track_ids:
+            self._sampled_at.pop((stream_id, tid), None)
             end = book.end(stream_id, tid)
             if end is not None:
                 self.emit(end)

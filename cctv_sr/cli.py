@@ -1,4 +1,4 @@
-"""Command line: ``cctv-sr run``, ``cctv-sr bench``, ``cctv-sr models``.
+"""Command line: ``cctv-sr run``, ``bench``, ``gallery``, ``eval``, ``models``.
 
 Errors the user can fix are one line on stderr (``cctv-sr: error: ...``) and exit code 1;
 Ctrl-C exits 130 after writing what was in flight (0 for a live stream, where Ctrl-C is the
@@ -19,6 +19,8 @@ from typing import Any
 from cctv_sr import EVIDENCE_NOTE, __version__
 from cctv_sr.config import RunConfig, load_config, with_values
 from cctv_sr.errors import CctvSrError
+from cctv_sr.evaluate.cli import add_eval_parser, run_eval
+from cctv_sr.gallery.cli import add_gallery_parser, run_gallery
 
 log = logging.getLogger("cctv_sr")
 
@@ -50,6 +52,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stream-id", default="cam0", help="name of this stream in the outputs")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    p.add_argument("--gallery", type=Path, help="gallery.db: match every track against it")
+    p.add_argument("--match-threshold", type=float,
+                   help="cosine threshold (default: the embedder's calibrated FAR 1e-3 one)")
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -70,12 +75,16 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cctv-sr", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="cctv-sr", description="Turn CCTV footage into identifiable faces.",
+        epilog=EVIDENCE_NOTE)
     parser.add_argument("--version", action="version", version=f"cctv-sr {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_bench(sub)
+    add_gallery_parser(sub)
+    add_eval_parser(sub)
     _add_models(sub)
     return parser
 
@@ -96,6 +105,8 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
                   **device},
         sr={**given(("name", args.sr), ("model_path", args.sr_model)), **device},
         output=given(("top_k", args.top_k), ("save_all_crops", args.save_all_crops)),
+        match=given(("gallery", str(getattr(args, "gallery", None) or "")),
+                    ("threshold", getattr(args, "match_threshold", None))),
     )
 
 
@@ -164,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "gallery":
+            return run_gallery(args)
+        if args.command == "eval":
+            return run_eval(args)
         return _cmd_models(args)
     except CctvSrError as exc:
         print(f"cctv-sr: error: {exc}", file=sys.stderr)

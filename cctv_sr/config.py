@@ -85,6 +85,14 @@ class EmbedderConfig:
 
 
 @dataclass(frozen=True)
+class MatchConfig:
+    gallery: str = ""  # gallery.db from `cctv-sr gallery build`; empty = no identity matching
+    threshold: float = 0.0  # 0 = the embedder's calibrated FAR 1e-3 threshold (its manifest)
+    top_k: int = 3  # candidates reported per track
+    sample_s: float = 1.0  # besides its best shots, embed one face of a track per this interval
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     top_k: int = 5  # best crops kept per track
     save_all_crops: bool = False
@@ -98,6 +106,8 @@ class RunConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     sr: SRConfig = field(default_factory=SRConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    match: MatchConfig = field(default_factory=MatchConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
@@ -219,6 +229,10 @@ def validate(cfg: RunConfig) -> None:
         (cfg.output.top_k >= 1, "output.top_k must be >= 1"),
         (cfg.output.image_format in ("png", "jpg"), "output.image_format must be png or jpg"),
         (cfg.sr.batch_size >= 1, "sr.batch_size must be >= 1"),
+        (cfg.embedder.batch_size >= 1, "embedder.batch_size must be >= 1"),
+        (-1.0 <= cfg.match.threshold <= 1.0, "match.threshold must be a cosine in [-1, 1]"),
+        (cfg.match.top_k >= 1, "match.top_k must be >= 1"),
+        (cfg.match.sample_s > 0, "match.sample_s must be > 0"),
         (all(s >= 8 for s in cfg.align.lr_sizes) and cfg.align.lr_sizes,
          "align.lr_sizes must be sides >= 8"),
         (all(cfg.align.out_size % s == 0 for s in cfg.align.lr_sizes),

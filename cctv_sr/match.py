@@ -39,6 +39,8 @@ class Thresholds:
 class Candidate:
     name: str
     score: float
+    lr: float | None = None  # for combined candidates: the two scores the combined one averages
+    sr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,15 @@ def aggregate(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
     return (mean / norm if norm > 0 else mean).astype(np.float32)
 
 
-def _ranked(names: list[str], scores: np.ndarray, top_k: int) -> tuple[Candidate, ...]:
+def _ranked(names: list[str], scores: np.ndarray, top_k: int, lr: np.ndarray | None = None,
+            sr: np.ndarray | None = None) -> tuple[Candidate, ...]:
     order = np.argsort(-scores, kind="stable")[:top_k]
-    return tuple(Candidate(names[i], round(float(scores[i]), 4)) for i in order)
+    return tuple(
+        Candidate(names[i], round(float(scores[i]), 4),
+                  None if lr is None else round(float(lr[i]), 4),
+                  None if sr is None else round(float(sr[i]), 4))
+        for i in order
+    )
 
 
 def match_track(acc: TrackEmbeddings, names: list[str], templates: np.ndarray,
@@ -112,7 +120,7 @@ def match_track(acc: TrackEmbeddings, names: list[str], templates: np.ndarray,
         n_faces=len(acc),
         lr=_ranked(names, lr, k),
         sr=_ranked(names, sr, k),
-        combined=_ranked(names, combined, k),
+        combined=_ranked(names, combined, k, lr, sr),
         threshold=t,
         decision=decide(combined, lr >= min(thresholds.far_1e2, t)),
         decision_lr=decide(lr),

@@ -1,10 +1,11 @@
 """The threaded pipeline: source -> analysis -> SR batcher -> writer.
 
 Threads: the source's own decode thread; one analysis thread (detect, track, align: all
-per-stream state); one accelerator thread (SR batching; the only one that would touch CUDA);
-one writer thread. Queues between them are bounded. Every queue item is a value, the end marker,
-or a ``_Failure`` carrying the exception, so a failing stage makes ``run()`` raise instead of
-hanging. Threads are always joined.
+per-stream state); one accelerator thread (SR and embedding, batched; the only one that would
+touch CUDA); one writer thread (files, and identity matching when a gallery is given). Queues
+between them are bounded. Every queue item is a value, the end marker, or a ``_Failure``
+carrying the exception, so a failing stage makes ``run()`` raise instead of hanging. Threads
+are always joined.
 
 Stopping (Ctrl-C, SIGTERM, ``stop()``): the source stops, the analysis stage ends every open
 track, and everything in flight is written before ``run()`` returns.
@@ -25,11 +26,13 @@ import numpy as np
 from cctv_sr.analysis import AnalysisStats, Analyzer, UntrackedRows
 from cctv_sr.config import RunConfig
 from cctv_sr.detect.base import FaceDetector
+from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.errors import CctvSrError, PipelineError
+from cctv_sr.identity import FaceVectors, IdentityWriter
 from cctv_sr.output import OutputWriter
-from cctv_sr.records import EnhancedFace, Frame
+from cctv_sr.records import AlignedFace, EnhancedFace, Frame
 from cctv_sr.sr.base import SuperResolver
-from cctv_sr.track.book import SaveRequest, TrackEnd
+from cctv_sr.track.book import EmbedRequest, SaveRequest, TrackEnd
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,13 @@ class _Failure:
 class _Saved:
     enhanced: EnhancedFace
     evict: tuple[str, ...]
+    vectors: FaceVectors | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class _Embedded:
+    face: AlignedFace
+    vectors: FaceVectors
 
 
 @dataclass
@@ -54,6 +64,7 @@ class StageTimes:
     track_s: float = 0.0
     align_s: float = 0.0
     sr_s: float = 0.0
+    embed_s: float = 0.0
     write_s: float = 0.0
     wall_s: float = 0.0
 
@@ -63,6 +74,7 @@ class PipelineStats:
     analysis: AnalysisStats = field(default_factory=AnalysisStats)
     sr_faces: int = 0
     sr_batches: int = 0
+    embedded_faces: int = 0
     times: StageTimes = field(default_factory=StageTimes)
     stopped: bool = False
 
@@ -71,11 +83,15 @@ class Pipeline:
     """Runs one source through the stages; ``run()`` blocks until everything is written."""
 
     def __init__(self, cfg: RunConfig, detector: FaceDetector, sr: SuperResolver,
-                 writer: OutputWriter, fps_hint: float = 25.0, queue_size: int = 64) -> None:
+                 writer: OutputWriter, fps_hint: float = 25.0, queue_size: int = 64,
+                 embedder: FaceEmbedder | None = None, identity: IdentityWriter | None = None
+                 ) -> None:
         self.cfg = cfg
         self.detector = detector
         self.sr = sr
         self.writer = writer
+        self.embedder = embedder
+        self.identity = identity
         self.stats = PipelineStats()
         self._sr_q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._write_q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -83,7 +99,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._failures: list[_Failure] = []
         self._source_stop: Callable[[], None] | None = None
-        self._analyzer = Analyzer(cfg, detector, self._put_sr, fps_hint)
+        self._analyzer = Analyzer(cfg, detector, self._put_sr, fps_hint,
+                                  embed=embedder is not None and identity is not None)
         self.stats.analysis = self._analyzer.stats
 
     # plumbing ------------------------------------------------------------------------------
@@ -142,30 +159,60 @@ class Pipeline:
         finally:
             self._put(self._sr_q, _END)
 
-    def _flush_sr(self, pending: list[Any]) -> None:
-        requests = [p for p in pending if isinstance(p, SaveRequest)]
-        enhanced: dict[int, EnhancedFace] = {}
+    def _enhance(self, faces: list[AlignedFace]) -> list[EnhancedFace]:
+        """SR for every face that needs it, batched by LR side; large faces pass through."""
         out_size = self.cfg.align.out_size
-        t0 = time.perf_counter()
-        by_side: dict[int, list[SaveRequest]] = {}
-        for req in requests:
-            side = req.face.crop.shape[0]
+        result: list[EnhancedFace | None] = [None] * len(faces)
+        by_side: dict[int, list[int]] = {}
+        for i, face in enumerate(faces):
+            side = face.crop.shape[0]
             if side >= out_size:
-                enhanced[id(req)] = EnhancedFace(req.face, req.face.crop, "none")
+                result[i] = EnhancedFace(face, face.crop, "none")
             else:
-                by_side.setdefault(side, []).append(req)
-        for side, group in by_side.items():
-            crops = np.stack([r.face.crop for r in group])
-            sr = self.sr.upscale(crops, out_size)
+                by_side.setdefault(side, []).append(i)
+        for side, idx in by_side.items():
+            sr = self.sr.upscale(np.stack([faces[i].crop for i in idx]), out_size)
             method = self.sr.describe(side, out_size)
-            for r, image in zip(group, sr):
-                enhanced[id(r)] = EnhancedFace(r.face, image, method)
-            self.stats.sr_faces += len(group)
+            for i, image in zip(idx, sr):
+                result[i] = EnhancedFace(faces[i], image, method)
+            self.stats.sr_faces += len(idx)
             self.stats.sr_batches += 1
-        self.stats.times.sr_s += time.perf_counter() - t0
+        return [r for r in result if r is not None]
+
+    def _embed(self, enhanced: list[EnhancedFace]) -> list[FaceVectors]:
+        """Identity vectors from each face's LR crop and from its SR crop."""
+        if self.embedder is None or not enhanced:
+            return []
+        lr = [np.zeros(0, np.float32)] * len(enhanced)
+        by_side: dict[int, list[int]] = {}
+        for i, e in enumerate(enhanced):
+            by_side.setdefault(e.face.crop.shape[0], []).append(i)
+        for idx in by_side.values():
+            vectors = self.embedder.embed(np.stack([enhanced[i].face.crop for i in idx]))
+            for i, v in zip(idx, vectors):
+                lr[i] = v
+        sr = self.embedder.embed(np.stack([e.sr for e in enhanced]))
+        self.stats.embedded_faces += len(enhanced)
+        return [FaceVectors(a, b) for a, b in zip(lr, sr)]
+
+    def _flush_sr(self, pending: list[Any]) -> None:
+        requests = [p for p in pending if isinstance(p, (SaveRequest, EmbedRequest))]
+        t0 = time.perf_counter()
+        enhanced = self._enhance([r.face for r in requests])
+        t1 = time.perf_counter()
+        vectors = self._embed(enhanced)
+        self.stats.times.sr_s += t1 - t0
+        self.stats.times.embed_s += time.perf_counter() - t1
+        done = {id(r): (e, vectors[i] if vectors else None)
+                for i, (r, e) in enumerate(zip(requests, enhanced))}
         for item in pending:
             if isinstance(item, SaveRequest):
-                self._put(self._write_q, _Saved(enhanced[id(item)], item.evict))
+                e, v = done[id(item)]
+                self._put(self._write_q, _Saved(e, item.evict, v))
+            elif isinstance(item, EmbedRequest):
+                e, v = done[id(item)]
+                if v is not None:
+                    self._put(self._write_q, _Embedded(e.face, v))
             else:
                 self._put(self._write_q, item)
         pending.clear()
@@ -185,7 +232,7 @@ class Pipeline:
                 if item is _END:
                     break
                 pending.append(item)
-                n_requests += isinstance(item, SaveRequest)
+                n_requests += isinstance(item, (SaveRequest, EmbedRequest))
                 if n_requests >= self.cfg.sr.batch_size:
                     self._flush_sr(pending)
                     n_requests = 0
@@ -205,8 +252,15 @@ class Pipeline:
                     break
                 if isinstance(item, _Saved):
                     self.writer.save_face(item.enhanced, item.evict)
+                    if self.identity is not None and item.vectors is not None:
+                        self.identity.add(item.enhanced.face, item.vectors)
+                elif isinstance(item, _Embedded):
+                    if self.identity is not None:
+                        self.identity.add(item.face, item.vectors)
                 elif isinstance(item, TrackEnd):
                     self.writer.end_track(item)
+                    if self.identity is not None:
+                        self.identity.end_track(item)
                 elif isinstance(item, UntrackedRows):
                     self.writer.write_untracked(item.rows)
                 else:
@@ -258,7 +312,8 @@ class Pipeline:
             times = self.stats.times
             a = self._analyzer.stats
             times.detect_s, times.track_s, times.align_s = a.detect_s, a.track_s, a.align_s
-            times.write_s = self.writer.write_s
+            times.write_s = self.writer.write_s + (
+                self.identity.write_s if self.identity is not None else 0.0)
             times.wall_s = time.perf_counter() - t0
             if on_tick is not None:
                 on_tick(self.stats)

@@ -19,6 +19,7 @@ from typing import Any
 
 from cctv_sr import EVIDENCE_NOTE, __version__
 from cctv_sr.config import RunConfig, to_dict
+from cctv_sr.identity_setup import open_identity
 from cctv_sr.output import OutputWriter
 from cctv_sr.pipeline import Pipeline, PipelineStats
 from cctv_sr.progress import RunProgress
@@ -77,13 +78,20 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
     live = is_live_url(footage)
     source = VideoSource(footage, cfg.source, stream_id=stream_id)
     info = source.open()  # bad input fails here, before OUTDIR is touched
+    identity_setup = None
     try:
         detector = create_detector(cfg.detector)
         sr = create_sr(cfg.sr)
+        if cfg.match.gallery:
+            identity_setup = open_identity(cfg)
         writer = OutputWriter(outdir, cfg.output, overwrite=overwrite)
     except BaseException:
         source.stop()
         raise
+    embedder, identity = None, None
+    if identity_setup is not None:
+        embedder = identity_setup.embedder
+        identity = identity_setup.writer_for(writer)
     hasher = None if live else _Hasher(Path(footage))
     if hasher is not None:
         hasher.start()
@@ -95,14 +103,17 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
         "started_at": started,
         "input": {"url": footage, "is_live": live, "sha256": None, **asdict(info)},
         "settings": to_dict(cfg),
-        "models": {"detector": model_provenance(detector), "sr": model_provenance(sr)},
+        "models": {"detector": model_provenance(detector), "sr": model_provenance(sr),
+                   **({"embedder": model_provenance(embedder)} if embedder else {})},
+        "gallery": None if identity_setup is None else identity_setup.describe(),
         "versions": _versions(),
     }
     meta["input"]["time_base"] = str(info.time_base)
     meta["input"]["url"] = footage
     writer.write_run_json(meta)
     pipeline = Pipeline(cfg, detector, sr, writer, fps_hint=info.fps or 25.0,
-                        queue_size=max(16, cfg.sr.batch_size * 2))
+                        queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
+                        identity=identity)
     progress = RunProgress(source, info, cfg.source.stride, cfg.source.max_fps, disable=quiet)
     status, error = "complete", None
     stats: PipelineStats = pipeline.stats
@@ -120,6 +131,9 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
         progress.close()
         source.stop()
         writer.close()
+        if identity is not None:
+            identity.close()
+            meta["matching"] = identity.counts_dict()
         if hasher is not None:
             hasher.join()
             meta["input"]["sha256"] = hasher.digest
@@ -149,6 +163,7 @@ def _final_meta(stats: PipelineStats, source: VideoSource, writer: OutputWriter,
             "decode_errors": s.decode_errors,
             "detections": a.faces,
             "sr_faces": stats.sr_faces,
+            "embedded_faces": stats.embedded_faces,
             **asdict(writer.counts),
         },
         "timing": {k: round(v, 4) if isinstance(v, float) else v for k, v in times.items()},

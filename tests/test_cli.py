@@ -132,7 +132,7 @@ def test_live_stream_ctrl_c_flushes(group_photo, tmp_path: Path) -> None:
     # RTSP may give the very first frame no pts (it is then null, never invented).
     seconds = [f["seconds"] for f in faces
                if f["track_id"] == tracks[0]["track_id"] and f["seconds"] is not None]
-    assert len(seconds) > 10 and np.all(np.diff(seconds) > 0)
+    assert len(seconds) >= 3 and np.all(np.diff(seconds) > 0)
 
 
 def test_max_frames_ends_the_run_early(no_face_clip: Path, tmp_path: Path) -> None:

@@ -47,6 +47,13 @@ class SaveRequest:
 
 
 @dataclass(frozen=True, eq=False)
+class EmbedRequest:
+    """Embed this face for identity (a sparse sample over time; its crops are not written)."""
+
+    face: AlignedFace
+
+
+@dataclass(frozen=True, eq=False)
 class TrackEnd:
     """A finished track: its summary, all its face rows, and the face ids whose crops remain."""
 

@@ -1,0 +1,156 @@
+"""dlib's 128-d face recognition ResNet (``face_recognition_models``, CC0), the embedded default.
+
+dlib's network was trained on 150x150 chips cut by ``dlib.get_face_chip(img, shape, 150, 0.25)``
+around its own 5-point landmarks (eye corners and the base of the nose), a different geometry
+from the ArcFace template our crops are aligned to. Every canonical crop is therefore mapped
+into dlib's chip geometry with one fixed similarity transform, :data:`DLIB_CHIP_112`, measured
+once (see its comment and ``samples/derive_dlib_chip_transform.py``).
+
+Descriptors: dlib compares its raw descriptors with L2 distance (same person below about 0.6).
+:meth:`DlibEmbedder.embed` returns them L2-normalised like every embedder, so cosine works, but
+raw descriptors share a large common component: on the unit sphere different people still
+score high (cosine about 0.75-0.9) and same-person pairs higher (about 0.9 and up); calibrate
+the threshold for this backend (dlib's 0.6 L2 corresponds to a cosine of roughly
+``1 - 0.6**2 / (2 * |d|**2)`` for raw norms ``|d|``, about 0.91 at the typical norm of 1.45).
+:meth:`DlibEmbedder.descriptors` gives the raw vectors for L2 matching on dlib's own scale.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from cctv_sr.align import TEMPLATE_SIDE, affine_scale
+from cctv_sr.config import EmbedderConfig
+from cctv_sr.embed.base import FaceEmbedder, check_crops, chunks, l2_normalise, model_version
+from cctv_sr.errors import BackendUnavailableError, ModelError
+from cctv_sr.weights import get_manifest, resolve_file
+
+log = logging.getLogger(__name__)
+
+CHIP_SIZE = 150  # dlib's face chip side
+CHIP_PADDING = 0.25  # dlib's default chip padding (what the ResNet was trained with)
+INSTALL_HINT = "pip install dlib-bin face_recognition_models"
+
+# Canonical ArcFace crop at side 112 -> dlib 150x150 chip (cv2.warpAffine convention: maps crop
+# pixel coordinates to chip pixel coordinates). Measured with
+# samples/derive_dlib_chip_transform.py: on 300 LFW deep-funneled photos (first image of each
+# of the first 300 DEV identities, sorted), each face was aligned twice, the project's way (MTCNN
+# landmarks -> similarity_to_template at 112) and dlib's way (HOG box -> 5-point shape
+# predictor -> the exact get_face_chip(size=150, padding=0.25) geometry, read back from
+# coordinate images). Each face gives one crop -> chip similarity; this is their mean (a, b,
+# tx, ty) after dropping outliers, i.e. the least-squares similarity over all faces.
+# Scale 1.3585 (a 112 crop spans ~110 chip px), rotation ~0 deg; see the script for spread.
+DLIB_CHIP_112 = np.array(
+    [[1.36401, -0.09903, 4.9677], [0.09903, 1.36401, -28.696]], dtype=np.float64
+)
+
+
+def chip_transform(side: int) -> np.ndarray:
+    """The fixed canonical crop (side ``side``) -> dlib chip affine, (2, 3) float32.
+
+    Template coordinates scale with the side (``template(S) = ARCFACE_112 * S / 112``), so
+    only the linear part changes with ``side``.
+    """
+    m = DLIB_CHIP_112.copy()
+    m[:, :2] *= TEMPLATE_SIDE / float(side)
+    return m.astype(np.float32)
+
+
+def dlib_chip_affine(image_shape: tuple[int, ...], shape: Any, size: int = CHIP_SIZE,
+                     padding: float = CHIP_PADDING) -> np.ndarray:
+    """The image -> chip affine (2, 3) float64 that ``dlib.get_face_chip(img, shape, size,
+    padding)`` applies, measured exactly: dlib cuts the chip from two float images holding
+    each pixel's own x and y, and a least-squares affine fit maps chip pixels back to them."""
+    dlib = import_dlib()
+    h, w = int(image_shape[0]), int(image_shape[1])
+    xs = np.tile(np.arange(w, dtype=np.float32), (h, 1))
+    ys = np.tile(np.arange(h, dtype=np.float32)[:, None], (1, w))
+    src_x = np.asarray(dlib.get_face_chip(xs, shape, size=size, padding=padding), np.float64)
+    src_y = np.asarray(dlib.get_face_chip(ys, shape, size=size, padding=padding), np.float64)
+    rows, cols = np.mgrid[0:size, 0:size]
+    design = np.stack([cols.ravel(), rows.ravel(), np.ones(size * size)], axis=1)
+    chip_to_image, *_ = np.linalg.lstsq(
+        design, np.stack([src_x.ravel(), src_y.ravel()], axis=1), rcond=None
+    )
+    full = np.vstack([chip_to_image.T, [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def import_dlib() -> Any:
+    """The ``dlib`` module, or :class:`BackendUnavailableError` naming what to install."""
+    try:
+        import dlib
+    except ImportError as exc:
+        raise BackendUnavailableError(f"the dlib embedder needs dlib: {INSTALL_HINT}") from exc
+    return dlib
+
+
+class DlibEmbedder(FaceEmbedder):
+    """dlib_face_recognition_resnet_model_v1, 128-d, CPU (dlib runs its own threads).
+
+    Weights: ``model_path`` or the ``dlib`` manifest's default file (shipped by the
+    ``face_recognition_models`` package, found without importing it).
+    """
+
+    name = "dlib"
+    dim = 128
+    manifest_name = "dlib"
+
+    def __init__(self, cfg: EmbedderConfig, model_path: Path | None = None) -> None:
+        super().__init__(cfg, model_path)
+        dlib = import_dlib()
+        manifest = get_manifest(self.manifest_name)
+        path = resolve_file(manifest, explicit=self.model_path)
+        try:
+            self._net = dlib.face_recognition_model_v1(str(path))
+        except RuntimeError as exc:
+            raise ModelError(f"{path}: not a dlib face recognition model ({exc})") from None
+        self.model_files = (path,)
+        self.version = model_version(manifest, path)
+        self._lock = threading.Lock()  # one dlib net object; calls are serialised
+        if cfg.device.startswith("cuda") and not getattr(dlib, "DLIB_USE_CUDA", False):
+            log.warning("embedder.device %r: this dlib has no CUDA; using the CPU", cfg.device)
+
+    def chips(self, crops: np.ndarray) -> np.ndarray:
+        """dlib chips ``(N, 150, 150, 3)`` uint8 **RGB** of canonical BGR crops."""
+        crops = check_crops(crops)
+        if len(crops) == 0:
+            return np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+        side = crops.shape[1]
+        m = chip_transform(side)
+        if affine_scale(m) < 0.75:  # large crops: area-average first instead of point-sampling
+            side = int(TEMPLATE_SIDE)
+            crops = np.stack([cv2.resize(c, (side, side), interpolation=cv2.INTER_AREA)
+                              for c in crops])
+            m = chip_transform(side)
+        out = np.empty((len(crops), CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+        for i, crop in enumerate(crops):
+            chip = cv2.warpAffine(crop, m, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REFLECT101)
+            out[i] = cv2.cvtColor(chip, cv2.COLOR_BGR2RGB)
+        return out
+
+    def descriptors_of_chips(self, chips: np.ndarray) -> np.ndarray:
+        """Raw dlib descriptors ``(N, 128)`` float32 of 150x150 RGB chips, batched."""
+        out = np.zeros((len(chips), self.dim), np.float32)
+        for part in chunks(len(chips), self.cfg.batch_size):
+            batch = [np.ascontiguousarray(c) for c in chips[part]]
+            with self._lock:
+                vectors = self._net.compute_face_descriptor(batch)
+            out[part] = np.asarray([np.asarray(v) for v in vectors], np.float32)
+        return out
+
+    def descriptors(self, crops: np.ndarray) -> np.ndarray:
+        """Raw (not normalised) dlib descriptors ``(N, 128)`` float32 of canonical BGR crops,
+        for L2 matching on dlib's own scale (same person below about 0.6)."""
+        return self.descriptors_of_chips(self.chips(crops))
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """L2-normalised dlib descriptors ``(N, 128)`` float32 (see the module docstring)."""
+        return l2_normalise(self.descriptors(crops))

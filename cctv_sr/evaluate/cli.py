@@ -1,0 +1,106 @@
+"""The ``cctv-sr eval`` command line: ``add_eval_parser`` adds the subcommand to the main
+parser, ``run_eval`` runs it (errors the user can fix are raised as one-line ConfigError)::
+
+    sub = parser.add_subparsers(dest="command")
+    add_eval_parser(sub)
+    args = parser.parse_args(["eval", "identify", "--data", "lfw_dev", "--max-probes", "750"])
+    run_eval(args)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cctv_sr.errors import ConfigError, OutputError
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}"
+                                         ) from None
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``eval`` (with ``eval identify``) to a ``parser.add_subparsers()`` object."""
+    p = subparsers.add_parser("eval", help="benchmarks from EVAL.md (identification, ...)",
+                              description="Rerunnable measurements (see EVAL.md).")
+    esub = p.add_subparsers(dest="eval_command", required=True)
+    ident = esub.add_parser(
+        "identify", help="rank-1 and TAR@FAR=1e-2 from tiny degraded faces",
+        description="Identification from tiny faces (EVAL.md sections 1 and 2): oracle-aligned "
+        "128 crops of an LFW-style tree, degraded to s x s probes, restored by each method and "
+        "matched against an undegraded gallery.")
+    ident.add_argument("--data", required=True, type=Path, metavar="ROOT",
+                       help="LFW-style tree <ROOT>/<Identity>/<image>.jpg")
+    ident.add_argument("--methods", default="hr,bicubic,default", metavar="LIST",
+                       help="comma-separated: hr, bicubic, espcn, fsrcnn, lapsrn, lapsrn_x8, "
+                       "default (the SR of `cctv-sr run`); default: hr,bicubic,default")
+    ident.add_argument("--sizes", type=_int_list, default=(16, 24, 32), metavar="LIST",
+                       help="probe sides, e.g. 16,24,32 (default)")
+    ident.add_argument("--embedder", metavar="NAME",
+                       help="one embedder (mobilefacenet | dlib | arcface); default: "
+                       "mobilefacenet and dlib")
+    ident.add_argument("--max-probes", type=int, metavar="N",
+                       help="score whole identities (a fixed subsample) until N probes; the "
+                       "gallery keeps every identity")
+    ident.add_argument("--burst", type=int, nargs="?", const=5, default=0, metavar="T",
+                       help="bursts of T jittered frames per probe (EVAL.md section 2; T=5 "
+                       "when given without a value)")
+    ident.add_argument("--workers", type=int, default=0, metavar="N",
+                       help="worker processes (default: the number of CPUs)")
+    ident.add_argument("--detector", default="auto",
+                       help="oracle landmarks: auto (yunet when its weights are found, else "
+                       "mtcnn) | yunet | mtcnn | scrfd")
+    ident.add_argument("--no-cache", action="store_true",
+                       help="align again instead of reading the cached crops")
+    ident.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    ident.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _identify(args: argparse.Namespace) -> int:
+    from cctv_sr.evaluate.identify import (
+        DEFAULT_EMBEDDERS,
+        IdentifyConfig,
+        format_report,
+        run_identify,
+    )
+    from cctv_sr.evaluate.methods import parse_methods
+
+    root = Path(args.data)
+    if not root.is_dir():
+        raise ConfigError(f"--data {root}: not a directory")
+    cfg = IdentifyConfig(
+        data=root,
+        methods=tuple(parse_methods(args.methods)),
+        sizes=tuple(args.sizes),
+        embedders=(args.embedder,) if args.embedder else DEFAULT_EMBEDDERS,
+        max_probes=args.max_probes,
+        burst=args.burst or 0,
+        workers=args.workers,
+        detector=args.detector,
+        use_cache=not args.no_cache,
+        quiet=args.quiet,
+    )
+    result = run_identify(cfg)
+    sys.stdout.write(format_report(result) + "\n")
+    if args.json:
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Run the ``eval`` subcommand parsed by :func:`add_eval_parser`; returns the exit code."""
+    if args.eval_command == "identify":
+        return _identify(args)
+    raise ConfigError(f"eval: unknown command {args.eval_command!r}")  # pragma: no cover

@@ -1,0 +1,109 @@
+"""`cctv-sr run --gallery`: people enrolled from the photos a clip was made from are matched to
+their own tracks; a person who is not enrolled is left unmatched."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import SHARED
+from videos import encode_clip
+
+from cctv_sr.cli import main
+from cctv_sr.synth import Walker, head_patches, render_clip
+from cctv_sr.track.tracker import iou_matrix
+
+NAMES = ["ana", "bo", "cy", "dee", "eli", "fay"]  # the six people of the group photo, in order
+ENROLLED = [0, 2, 4, 5]  # 1 and 3 stay unknown
+FPS, N, W, H = 10, 40, 360, 270
+
+
+@pytest.fixture(scope="module")
+def embedder_name() -> str:
+    """MobileFaceNet (fast) when ../shared has it, else the embedded dlib model."""
+    if (SHARED / "models" / "mobilefacenet" / "MobileFaceNet.onnx").is_file():
+        return "mobilefacenet"
+    return "dlib"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, group_photo, embedder_name, request):
+    tmp = tmp_path_factory.mktemp("identity")
+    mp = pytest.MonkeyPatch()
+    request.addfinalizer(mp.undo)
+    if embedder_name == "mobilefacenet":
+        mp.setenv("CCTV_SR_MODELS", str(SHARED / "models"))
+    heads = head_patches(group_photo, margin=2.2)
+    gallery_dir = tmp / "people"
+    for i in ENROLLED:
+        (gallery_dir / NAMES[i]).mkdir(parents=True)
+        cv2.imwrite(str(gallery_dir / NAMES[i] / "photo.png"), heads[i])
+    db = tmp / "gallery.db"
+    assert main(["gallery", "build", str(gallery_dir), "--out", str(db), "--embedder",
+                 embedder_name]) == 0
+    heads = head_patches(group_photo)
+    walkers = [  # three enrolled people and one stranger, faces 44-56 px
+        Walker(heads[0], (50, 70), (300, 80), 48, 52, 0, N - 1),
+        Walker(heads[2], (320, 200), (60, 190), 46, 50, 0, N - 1),
+        Walker(heads[4], (90, 150), (140, 130), 50, 56, 5, N - 1),
+        Walker(heads[3], (250, 140), (300, 130), 48, 50, 0, N - 1),
+    ]
+    frames, truth = [], []
+    for frame, t in render_clip(walkers, W, H, N, seed=7):
+        frames.append(frame)
+        truth.append(t)
+    clip = encode_clip(tmp / "clip.mp4", frames, FPS, "libx264")
+    out = tmp / "out"
+    assert main(["run", str(clip), "--out", str(out), "--quiet", "--gallery", str(db)]) == 0
+    return out, truth, [0, 2, 4, 3]
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_each_track_is_matched_to_the_right_person(setup) -> None:
+    out, truth, person_of_walker = setup
+    faces = read(out / "faces.jsonl")
+    matches = {m["track_id"]: m for m in read(out / "matches.jsonl")}
+    owner: dict[int, Counter] = defaultdict(Counter)
+    for f in faces:
+        if f["track_id"] is None or not truth[f["frame"]]:
+            continue
+        boxes = np.stack([b for _, b in truth[f["frame"]]])
+        iou = iou_matrix(np.array([f["box"]], np.float32), boxes)[0]
+        if iou.max() > 0.3:
+            owner[f["track_id"]][truth[f["frame"]][int(iou.argmax())][0]] += 1
+    assert len(matches) >= 4
+    seen = set()
+    for tid, votes in owner.items():
+        walker = votes.most_common(1)[0][0]
+        person = person_of_walker[walker]
+        m = matches[tid]
+        want = NAMES[person] if person in ENROLLED else None
+        assert m["decision"] == want, (tid, NAMES[person], m["candidates"])
+        seen.add(person)
+    assert seen == set(person_of_walker)
+
+
+def test_match_records_and_side_by_side(setup) -> None:
+    out, _, _ = setup
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["gallery"]["people"] == len(ENROLLED)
+    assert meta["matching"]["tracks_scored"] == len(read(out / "matches.jsonl"))
+    assert meta["counts"]["embedded_faces"] > 0
+    for m in read(out / "matches.jsonl"):
+        assert m["notice"] and m["n_embedded"] >= 1
+        assert len(m["candidates"]) == 3
+        scores = [c["score"] for c in m["candidates"]]
+        assert scores == sorted(scores, reverse=True)
+        for c in m["candidates"]:
+            assert c["score"] == pytest.approx((c["lr"] + c["sr"]) / 2, abs=2e-3)
+        image = cv2.imread(str(out / m["side_by_side"]))
+        assert image is not None and image.shape[1] == 3 * 128
+        if m["decision"] is not None:
+            assert m["decision"] == m["candidates"][0]["name"]
