@@ -40,11 +40,10 @@ from cctv_sr.embed.dlib_resnet import (
     DLIB_CHIP_112,
     DlibEmbedder,
     dlib_chip_affine,
+    shape_predictor,
 )
-from cctv_sr.weights import resolve_file
 
 REPO = Path(__file__).resolve().parents[1]
-PREDICTOR = "shape_predictor_5_face_landmarks.dat"
 GRID = np.array([[x, y] for x in (0.0, 56.0, 112.0) for y in (0.0, 56.0, 112.0)])
 
 
@@ -62,7 +61,7 @@ def measure(paths: list[Path]) -> tuple[np.ndarray, list[tuple[np.ndarray, np.nd
     and per face: our canonical 112 crop (BGR) and dlib's own chip (RGB)."""
     detector = create_detector(DetectorConfig(name="mtcnn", score_thresh=0.9))
     hog = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(resolve_file("dlib", PREDICTOR)))
+    predictor = shape_predictor()
     rows, pairs = [], []
     for path in paths:
         image = cv2.imread(str(path))

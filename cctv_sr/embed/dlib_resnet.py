@@ -17,6 +17,7 @@ the threshold for this backend (dlib's 0.6 L2 corresponds to a cosine of roughly
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from pathlib import Path
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CHIP_SIZE = 150  # dlib's face chip side
 CHIP_PADDING = 0.25  # dlib's default chip padding (what the ResNet was trained with)
+PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 INSTALL_HINT = "pip install dlib-bin face_recognition_models"
 
 # Canonical ArcFace crop at side 112 -> dlib 150x150 chip (cv2.warpAffine convention: maps crop
@@ -62,6 +64,12 @@ def chip_transform(side: int) -> np.ndarray:
     return m.astype(np.float32)
 
 
+def chip_transform_id() -> str:
+    """Short hash of :data:`DLIB_CHIP_112`, part of ``version``: embeddings made with another
+    chip transform are not comparable, so a re-derived transform must change the version."""
+    return hashlib.sha256(np.round(DLIB_CHIP_112, 4).tobytes()).hexdigest()[:8]
+
+
 def dlib_chip_affine(image_shape: tuple[int, ...], shape: Any, size: int = CHIP_SIZE,
                      padding: float = CHIP_PADDING) -> np.ndarray:
     """The image -> chip affine (2, 3) float64 that ``dlib.get_face_chip(img, shape, size,
@@ -80,6 +88,13 @@ def dlib_chip_affine(image_shape: tuple[int, ...], shape: Any, size: int = CHIP_
     )
     full = np.vstack([chip_to_image.T, [0.0, 0.0, 1.0]])
     return np.linalg.inv(full)[:2]
+
+
+def shape_predictor() -> Any:
+    """dlib's 5-point shape predictor (from the ``dlib`` manifest), the landmarks that dlib's
+    own chips are cut from; used to measure and test :data:`DLIB_CHIP_112`."""
+    dlib = import_dlib()
+    return dlib.shape_predictor(str(resolve_file("dlib", PREDICTOR_FILE)))
 
 
 def import_dlib() -> Any:
@@ -112,7 +127,7 @@ class DlibEmbedder(FaceEmbedder):
         except RuntimeError as exc:
             raise ModelError(f"{path}: not a dlib face recognition model ({exc})") from None
         self.model_files = (path,)
-        self.version = model_version(manifest, path)
+        self.version = f"{model_version(manifest, path)} chip:{chip_transform_id()}"
         self._lock = threading.Lock()  # one dlib net object; calls are serialised
         if cfg.device.startswith("cuda") and not getattr(dlib, "DLIB_USE_CUDA", False):
             log.warning("embedder.device %r: this dlib has no CUDA; using the CPU", cfg.device)

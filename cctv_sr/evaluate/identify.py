@@ -564,7 +564,7 @@ def format_table(result: IdentifyResult) -> str:
     cols = [(s, metric, e) for s in result.sizes for metric in ("r1", "TAR")
             for e in result.embedders]
     labels = [f"{metric} {EMBEDDER_LABELS.get(e, e[:5])}" for _, metric, e in cols]
-    width = max(8, *(len(lab) + 1 for lab in labels))
+    width = max(7, *(len(lab) + 2 for lab in labels))
     name_w = max(8, *(len(m) for m in result.methods)) + 1
     group = len(result.embedders) * 2
     lines = []
