@@ -46,3 +46,17 @@ def test_calibrate_on_a_tiny_tree(tiny_tree: Path, monkeypatch) -> None:
     assert c.threshold_far_1e2 <= c.threshold_far_1e3
     assert c.tar_at_far_1e2 >= 5 / 6  # flipped copies of one face are the same person
     assert "threshold_far_1e-3" in c.manifest_snippet()
+
+
+def test_calibrate_command(tiny_tree: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from cctv_sr.cli import main
+
+    name = "dlib"
+    if (SHARED / "models" / "mobilefacenet" / "MobileFaceNet.onnx").is_file():
+        monkeypatch.setenv("CCTV_SR_MODELS", str(SHARED / "models"))
+        name = "mobilefacenet"
+    out = tmp_path / "cal.json"
+    assert main(["eval", "calibrate", "--data", str(tiny_tree), "--embedder", name, "--quiet",
+                 "--json", str(out)]) == 0
+    assert "threshold_far_1e-2 = " in capsys.readouterr().out
+    assert out.is_file()

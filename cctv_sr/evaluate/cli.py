@@ -61,7 +61,41 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="align again instead of reading the cached crops")
     ident.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     ident.add_argument("--quiet", action="store_true", help="no progress bars")
+    cal = esub.add_parser(
+        "calibrate", help="an embedder's match thresholds at FAR 1e-2 and 1e-3",
+        description="Thresholds from every genuine and impostor pair of oracle-aligned "
+        "full-resolution faces of an LFW-style tree; prints the lines for the embedder's "
+        "manifest ([spec] threshold_far_1e-2 / threshold_far_1e-3).")
+    cal.add_argument("--data", required=True, type=Path, metavar="ROOT",
+                     help="LFW-style tree <ROOT>/<Identity>/<image>.jpg")
+    cal.add_argument("--embedder", default="dlib", metavar="NAME",
+                     help="dlib (default) | mobilefacenet | arcface")
+    cal.add_argument("--max-identities", type=int, default=0, metavar="N",
+                     help="only the first N eligible identities (by name)")
+    cal.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    cal.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from cctv_sr.evaluate.calibrate import calibrate
+
+    c = calibrate(Path(args.data), args.embedder, args.max_identities, quiet=args.quiet)
+    sys.stdout.write(
+        f"{c.embedder} ({c.version}), {c.images} images of {c.identities} identities, "
+        f"{c.genuine_pairs} genuine / {c.impostor_pairs} impostor pairs, {c.detector} "
+        f"alignment, {c.seconds:.0f} s\n"
+        f"FAR 1e-2: threshold {c.threshold_far_1e2:.4f}, TAR {100 * c.tar_at_far_1e2:.1f}%\n"
+        f"FAR 1e-3: threshold {c.threshold_far_1e3:.4f}, TAR {100 * c.tar_at_far_1e3:.1f}%\n"
+        f"manifest [spec] lines:\n{c.manifest_snippet()}")
+    if args.json:
+        try:
+            args.json.write_text(json.dumps(asdict(c), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+    return 0
 
 
 def _identify(args: argparse.Namespace) -> int:
@@ -103,4 +137,6 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run the ``eval`` subcommand parsed by :func:`add_eval_parser`; returns the exit code."""
     if args.eval_command == "identify":
         return _identify(args)
+    if args.eval_command == "calibrate":
+        return _calibrate(args)
     raise ConfigError(f"eval: unknown command {args.eval_command!r}")  # pragma: no cover
