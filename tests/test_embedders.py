@@ -30,11 +30,13 @@ _CACHE: dict[str, FaceEmbedder] = {}
 
 
 def make(name: str) -> FaceEmbedder:
-    """A real embedder (cached); mobilefacenet skips when ../shared is absent."""
+    """A real embedder (cached). ``arcface`` runs the MobileFaceNet file through the generic
+    InsightFace adapter (no ArcFace weights here); both skip when ../shared is absent."""
     if name not in _CACHE:
-        path = shared_path(MOBILEFACENET) if name == "mobilefacenet" else None
-        if name == "mobilefacenet":
+        path = None
+        if name != "dlib":
             pytest.importorskip("onnxruntime")
+            path = shared_path(MOBILEFACENET)
         _CACHE[name] = create_embedder(EmbedderConfig(name=name, batch_size=4), path)
     return _CACHE[name]
 
@@ -63,7 +65,7 @@ def t1_crops(group_photo: np.ndarray) -> dict[int, np.ndarray]:
 # ---------------------------------------------------------------------------- real models
 
 
-@pytest.mark.parametrize("name", ["dlib", "mobilefacenet"])
+@pytest.mark.parametrize("name", ["dlib", "mobilefacenet", "arcface"])
 def test_shapes_dtypes_and_sides(name: str, t1_crops: dict[int, np.ndarray]) -> None:
     emb = make(name)
     assert emb.name == name and emb.dim == 128 and emb.version and emb.model_files
@@ -76,7 +78,7 @@ def test_shapes_dtypes_and_sides(name: str, t1_crops: dict[int, np.ndarray]) -> 
     np.testing.assert_allclose(emb.embed(t1_crops[128])[:3], b, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["dlib", "mobilefacenet"])
+@pytest.mark.parametrize("name", ["dlib", "mobilefacenet", "arcface"])
 def test_identity_sanity_on_group_photo(name: str, t1_crops: dict[int, np.ndarray]) -> None:
     """Each face's horizontally flipped crop finds its own original first (rank-1 6/6), and
     every different-person similarity sits clearly below every same-person one."""
@@ -87,7 +89,9 @@ def test_identity_sanity_on_group_photo(name: str, t1_crops: dict[int, np.ndarra
     assert (sims.argmax(1) == np.arange(6)).all(), sims.round(3)
     same = np.diag(sims)
     cross = emb.similarity(originals, originals)[~np.eye(6, dtype=bool)]
-    margin = {"dlib": 0.04, "mobilefacenet": 0.3}[name]  # dlib's cosines are compressed
+    # measured: dlib same >= 0.98 vs different <= 0.92 (its cosines are compressed, see
+    # cctv_sr.embed.dlib_resnet); MobileFaceNet same >= 0.84 vs different <= 0.20
+    margin = {"dlib": 0.03, "mobilefacenet": 0.4, "arcface": 0.4}[name]
     assert same.min() - cross.max() > margin, (same.round(3), cross.max())
 
 
@@ -97,7 +101,7 @@ def test_dlib_fixed_chip_transform_on_portrait(portrait_photo: np.ndarray) -> No
 
     The two alignments use different landmarks (eye corners + nose base vs the ArcFace five),
     so the best transform varies per face: over 286 LFW faces, the per-face map deviates from
-    the mean by a median of 5.5 chip px (this turned face sits about 2 sd from the mean scale).
+    the mean by a median of 5.5 chip px (this turned face sits about 2.5 sd below the mean scale).
     Bounds are this face's measured values plus slack, and the fixed transform must beat a
     plain resize of the crop by a wide margin.
     """
@@ -117,7 +121,8 @@ def test_dlib_fixed_chip_transform_on_portrait(portrait_photo: np.ndarray) -> No
     theirs = dlib.get_face_chip(rgb, predictor(rgb, rect), size=CHIP_SIZE, padding=CHIP_PADDING)
 
     found = create_detector(DetectorConfig(name="mtcnn", score_thresh=0.9)).detect([big])[0]
-    crop = warp_face(big, similarity_to_template(found.kps[0], 128), 128)
+    middle = np.linalg.norm(found.xyxy.reshape(-1, 2, 2).mean(1) - centre, axis=1).argmin()
+    crop = warp_face(big, similarity_to_template(found.kps[middle], 128), 128)
     ours = emb.chips(crop[None])[0]
     naive = cv2.cvtColor(cv2.resize(crop, (CHIP_SIZE, CHIP_SIZE)), cv2.COLOR_BGR2RGB)
 
@@ -158,9 +163,7 @@ def test_dlib_matches_dlibs_own_alignment_on_group_photo(
 def test_arcface_adapter_on_mobilefacenet_file(t1_crops: dict[int, np.ndarray]) -> None:
     """The generic adapter reads a fixed batch of 1 and D=128 from a real model, and its
     (x-127.5)/127.5 input gives nearly MobileFaceNet's own (ImageNet-normalised) embeddings."""
-    pytest.importorskip("onnxruntime")
-    path = shared_path(MOBILEFACENET)
-    arc = create_embedder(EmbedderConfig(name="arcface", batch_size=4), path)
+    arc = make("arcface")
     assert (arc.dim, arc.fixed_batch, arc.input_side) == (128, 1, 112)  # type: ignore[attr-defined]
     assert "user file for arcface_r50" in arc.version
     out = arc.embed(t1_crops[128][:3])
@@ -285,6 +288,8 @@ def test_bad_crops_and_similarity() -> None:
         emb.embed(np.zeros((112, 112, 3), np.uint8))
     with pytest.raises(ConfigError, match="shape"):
         emb.embed(np.zeros((1, 112, 100, 3), np.uint8))
+    with pytest.raises(ConfigError, match="150x150"):
+        emb.descriptors_of_chips(np.zeros((1, 112, 112, 3), np.uint8))
     assert emb.embed([]).shape == (0, 128)
     a = np.eye(3, dtype=np.float32)
     np.testing.assert_allclose(FaceEmbedder.similarity(a, a[:2]), a[:, :2])

@@ -109,12 +109,12 @@ class OnnxEmbedder(FaceEmbedder):
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """L2-normalised embeddings ``(N, dim)`` float32 of canonical BGR crops."""
-        blob = self.preprocess(crops)
-        n = len(blob)
+        crops = check_crops(crops)
+        n = len(crops)
         out = np.zeros((n, self.dim), np.float32)
         step = self.fixed_batch or self.cfg.batch_size
-        for part in chunks(n, step):
-            batch = blob[part]
+        for part in chunks(n, step):  # preprocess per chunk: memory stays O(batch)
+            batch = self.preprocess(crops[part])
             if self.fixed_batch and len(batch) < self.fixed_batch:  # pad the last fixed batch
                 pad = np.zeros((self.fixed_batch - len(batch), *batch.shape[1:]), batch.dtype)
                 batch = np.concatenate([batch, pad])
