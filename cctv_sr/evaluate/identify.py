@@ -445,13 +445,12 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
 
     # Build every model here first: bad names or missing weights fail before the slow part,
     # and the descriptions/versions go into the output.
+    _MODELS.clear()  # settings (e.g. $CCTV_SR_MODELS) may differ from a previous run
     computes = list(dict.fromkeys(compute_name(m) for m in cfg.methods))
     built = {m: create_method(m) for m in computes}
     _MODELS.update({f"method:{k}": v for k, v in built.items()})
     method_info = {m: {str(s): built[compute_name(m)].describe(s) for s in cfg.sizes}
                    for m in cfg.methods}
-    if workers == 1:
-        _MODELS["threads"] = 0
     embedder_versions = {e: str(getattr(_embedder(e), "version", "")) for e in cfg.embedders}
 
     detector = pick_detector(cfg.detector)
