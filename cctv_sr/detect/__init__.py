@@ -14,12 +14,11 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from cctv_sr.config import DetectorConfig
 from cctv_sr.detect.base import FaceDetector
-from cctv_sr.errors import ConfigError
+from cctv_sr.lazy import load_backend
 
 DETECTORS: dict[str, str] = {
     "mtcnn": "cctv_sr.detect.mtcnn:MtcnnDetector",
@@ -32,14 +31,7 @@ __all__ = ["DETECTORS", "FaceDetector", "create_detector", "detector_class"]
 
 def detector_class(name: str) -> type[FaceDetector]:
     """The detector class registered as ``name`` (imports its module)."""
-    try:
-        target = DETECTORS[name]
-    except KeyError:
-        raise ConfigError(
-            f"detector.name: unknown detector {name!r} (known: {', '.join(DETECTORS)})"
-        ) from None
-    module_name, class_name = target.split(":", 1)
-    cls: type[FaceDetector] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[FaceDetector] = load_backend(DETECTORS, name, "detector", "detector.name")
     return cls
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from cctv_sr.config import DetectorConfig
 from cctv_sr.errors import ConfigError, ModelError
+from cctv_sr.lazy import given_model_path
 from cctv_sr.records import FaceDetections
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,7 @@ class FaceDetector(abc.ABC):
 
     def __init__(self, cfg: DetectorConfig, model_path: Path | None = None) -> None:
         self.cfg = cfg
-        if model_path is None and cfg.model_path:
-            model_path = Path(cfg.model_path)
-        self.model_path: Path | None = None if model_path is None else Path(model_path)
+        self.model_path: Path | None = given_model_path(model_path, cfg.model_path)
         self.model_files = ()
 
     @abc.abstractmethod

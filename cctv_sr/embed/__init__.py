@@ -15,12 +15,11 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from cctv_sr.config import EmbedderConfig
 from cctv_sr.embed.base import FaceEmbedder
-from cctv_sr.errors import ConfigError
+from cctv_sr.lazy import load_backend
 
 EMBEDDERS: dict[str, str] = {
     "dlib": "cctv_sr.embed.dlib_resnet:DlibEmbedder",
@@ -43,14 +42,7 @@ __all__ = [
 
 def embedder_class(name: str) -> type[FaceEmbedder]:
     """The embedder class registered as ``name`` (imports its module)."""
-    try:
-        target = EMBEDDERS[name]
-    except KeyError:
-        raise ConfigError(
-            f"embedder.name: unknown embedder {name!r} (known: {', '.join(EMBEDDERS)})"
-        ) from None
-    module_name, class_name = target.split(":", 1)
-    cls: type[FaceEmbedder] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[FaceEmbedder] = load_backend(EMBEDDERS, name, "embedder", "embedder.name")
     return cls
 
 

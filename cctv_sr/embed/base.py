@@ -12,6 +12,7 @@ import numpy as np
 
 from cctv_sr.config import EmbedderConfig
 from cctv_sr.errors import ConfigError
+from cctv_sr.lazy import given_model_path
 from cctv_sr.weights import ModelManifest, sha256_file
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,7 @@ class FaceEmbedder(abc.ABC):
         if cfg.batch_size < 1:
             raise ConfigError(f"embedder.batch_size must be >= 1, got {cfg.batch_size}")
         self.cfg = cfg
-        if model_path is None and cfg.model_path:
-            model_path = Path(cfg.model_path)
-        self.model_path: Path | None = None if model_path is None else Path(model_path)
+        self.model_path: Path | None = given_model_path(model_path, cfg.model_path)
         self.model_files = ()
 
     @abc.abstractmethod

@@ -9,12 +9,10 @@ scale from the file (``lapsrn`` is LapSRN x4; choose ``lapsrn_x8`` or set ``sr.m
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from pathlib import Path
 
 from cctv_sr.config import SRConfig
-from cctv_sr.errors import ConfigError
+from cctv_sr.lazy import load_backend
 from cctv_sr.sr.base import SuperResolver
 
 _OPENCV = "cctv_sr.sr.opencv_sr:OpenCVSR"
@@ -37,13 +35,7 @@ SR_DEFAULT_MANIFEST: dict[str, str] = {
 
 def backend_class(name: str) -> type[SuperResolver]:
     """Import and return the class registered for ``name``; unknown names raise ConfigError."""
-    if name not in SR_BACKENDS:
-        close = difflib.get_close_matches(name, list(SR_BACKENDS), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"sr.name: unknown super-resolver '{name}' ({hint}known: "
-                          f"{', '.join(SR_BACKENDS)})")
-    module_name, _, attr = SR_BACKENDS[name].partition(":")
-    cls: type[SuperResolver] = getattr(importlib.import_module(module_name), attr)
+    cls: type[SuperResolver] = load_backend(SR_BACKENDS, name, "super-resolver", "sr.name")
     return cls
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from cctv_sr.config import SRConfig
 from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError
+from cctv_sr.lazy import given_model_path
 from cctv_sr.sr import SR_DEFAULT_MANIFEST
 from cctv_sr.sr.base import SuperResolver, check_crops, empty_batch, resize_square
 from cctv_sr.weights import ModelManifest, get_manifest, load_manifests, resolve_file
@@ -67,8 +68,8 @@ class OpenCVSR(SuperResolver):
             raise ConfigError(f"sr.name: {cfg.name!r} is not an OpenCV SR model "
                               f"(known: {', '.join(SR_DEFAULT_MANIFEST)})")
         algo = key.split("_")[0]
-        given = model_path if model_path is not None else (cfg.model_path or None)
-        explicit = Path(given).expanduser() if given is not None else None
+        given = given_model_path(model_path, cfg.model_path)
+        explicit = given.expanduser() if given is not None else None
         manifest = _manifest_for(key, explicit)
         path = resolve_file(manifest, explicit=explicit)
         self.scale = _scale_of(path, algo, manifest)
