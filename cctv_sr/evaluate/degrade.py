@@ -101,10 +101,8 @@ def make_probes(crops: np.ndarray, file_names: list[str], size: int, frames: int
     (N, frames, size, size, 3) bursts."""
     if len(crops) != len(file_names):
         raise ConfigError(f"make_probes: {len(crops)} crops but {len(file_names)} names")
+    if len(crops) == 0:
+        return np.zeros((0, frames, size, size, 3) if frames else (0, size, size, 3), np.uint8)
     if frames:
-        shape: tuple[int, ...] = (len(crops), frames, size, size, 3)
-        return np.stack([burst(c, size, seed_of(n), frames) for c, n in zip(crops, file_names)]) \
-            if len(crops) else np.zeros(shape, np.uint8)
-    if not len(crops):
-        return np.zeros((0, size, size, 3), np.uint8)
+        return np.stack([burst(c, size, seed_of(n), frames) for c, n in zip(crops, file_names)])
     return np.stack([degrade(c, size, seed_of(n)) for c, n in zip(crops, file_names)])

@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from tqdm import tqdm
 
 from cctv_sr.align import similarity_to_template, warp_face
 from cctv_sr.config import DetectorConfig, EmbedderConfig
-from cctv_sr.errors import CctvSrError, ConfigError
+from cctv_sr.errors import CctvSrError, ConfigError, PipelineError
 from cctv_sr.evaluate import metrics
 from cctv_sr.evaluate.dataset import EvalImage, EvalSet, load_dataset
 from cctv_sr.evaluate.degrade import HR_SIDE, make_probes
@@ -409,6 +410,12 @@ class _Runner:
         try:
             for fut in futures:
                 yield fut.result()
+        except BrokenProcessPool as exc:
+            for fut in futures:
+                fut.cancel()
+            raise PipelineError(
+                "an eval worker process died (out of memory? or a script calling run_identify "
+                "without `if __name__ == '__main__':`); try --workers 1") from exc
         except BaseException:
             for fut in futures:
                 fut.cancel()
