@@ -101,7 +101,8 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
         "status": "running",
         "notice": EVIDENCE_NOTE,
         "started_at": started,
-        "input": {"url": footage, "is_live": live, "sha256": None, **asdict(info)},
+        # info.url has any password in a stream URL masked: run.json never holds credentials
+        "input": {**asdict(info), "is_live": live, "sha256": None},
         "settings": to_dict(cfg),
         "models": {"detector": model_provenance(detector), "sr": model_provenance(sr),
                    **({"embedder": model_provenance(embedder)} if embedder else {})},
@@ -109,7 +110,6 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
         "versions": _versions(),
     }
     meta["input"]["time_base"] = str(info.time_base)
-    meta["input"]["url"] = footage
     writer.write_run_json(meta)
     pipeline = Pipeline(cfg, detector, sr, writer, fps_hint=info.fps or 25.0,
                         queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
