@@ -285,13 +285,17 @@ def _verify(path: Path, entry: ModelFile, where: str) -> Path:
 # ---------------------------------------------------------------------------------- locations
 
 
+def user_cache_root() -> Path:
+    """``$XDG_CACHE_HOME/cctv-sr`` or ``~/.cache/cctv-sr`` (each cache is a folder in it)."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "cctv-sr"
+
+
 def cache_dir() -> Path:
     """The user model cache: $CCTV_SR_CACHE, $XDG_CACHE_HOME/cctv-sr/models or ~/.cache/..."""
     if os.environ.get(ENV_CACHE):
         return Path(os.environ[ENV_CACHE]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "cctv-sr" / "models"
+    return user_cache_root() / "models"
 
 
 def downloads_allowed(allow_download: bool | None = None) -> bool:

@@ -26,6 +26,16 @@ def _int_list(text: str) -> tuple[int, ...]:
                                          ) from None
 
 
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path, metavar="ROOT",
+                   help="LFW-style tree <ROOT>/<Identity>/<image>.jpg")
+
+
+def _add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``eval`` (with ``eval identify``) to a ``parser.add_subparsers()`` object."""
     p = subparsers.add_parser("eval", help="benchmarks from EVAL.md (identification, ...)",
@@ -36,8 +46,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Identification from tiny faces (EVAL.md sections 1 and 2): oracle-aligned "
         "128 crops of an LFW-style tree, degraded to s x s probes, restored by each method and "
         "matched against an undegraded gallery.")
-    ident.add_argument("--data", required=True, type=Path, metavar="ROOT",
-                       help="LFW-style tree <ROOT>/<Identity>/<image>.jpg")
+    _add_data(ident)
     ident.add_argument("--methods", default="hr,bicubic,default", metavar="LIST",
                        help="comma-separated: hr, bicubic, espcn, fsrcnn, lapsrn, lapsrn_x8, "
                        "default (the SR of `cctv-sr run`); default: hr,bicubic,default")
@@ -59,21 +68,18 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                        "mtcnn) | yunet | mtcnn | scrfd")
     ident.add_argument("--no-cache", action="store_true",
                        help="align again instead of reading the cached crops")
-    ident.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
-    ident.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_output(ident)
     cal = esub.add_parser(
         "calibrate", help="an embedder's match thresholds at FAR 1e-2 and 1e-3",
         description="Thresholds from every genuine and impostor pair of oracle-aligned "
         "full-resolution faces of an LFW-style tree; prints the lines for the embedder's "
         "manifest ([spec] threshold_far_1e-2 / threshold_far_1e-3).")
-    cal.add_argument("--data", required=True, type=Path, metavar="ROOT",
-                     help="LFW-style tree <ROOT>/<Identity>/<image>.jpg")
+    _add_data(cal)
     cal.add_argument("--embedder", default="dlib", metavar="NAME",
                      help="dlib (default) | mobilefacenet | arcface")
     cal.add_argument("--max-identities", type=int, default=0, metavar="N",
                      help="only the first N eligible identities (by name)")
-    cal.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
-    cal.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_output(cal)
     return p
 
 

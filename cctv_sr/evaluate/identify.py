@@ -253,9 +253,9 @@ def eval_cache_dir() -> Path:
     env = os.environ.get("CCTV_SR_CACHE")
     if env:
         return Path(env).expanduser() / "eval"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "cctv-sr" / "eval"
+    from cctv_sr.weights import user_cache_root
+
+    return user_cache_root() / "eval"
 
 
 def cache_key(root: Path, paths: Sequence[Path], detector: str) -> str:
