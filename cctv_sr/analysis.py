@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from cctv_sr.align import choose_lr_side, native_size, similarity_to_template, warp_face
 from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
-from cctv_sr.quality import face_quality
+from cctv_sr.face.align import choose_lr_side, native_size, similarity_to_template, warp_face
+from cctv_sr.face.quality import face_quality
 from cctv_sr.records import AlignedFace, FaceDetections, Frame
 from cctv_sr.track.book import EmbedRequest, FaceRow, TrackBook
 from cctv_sr.track.tracker import FaceTracker

@@ -31,7 +31,6 @@ import cv2
 import dlib
 import numpy as np
 
-from cctv_sr.align import similarity_to_template, warp_face
 from cctv_sr.config import DetectorConfig, EmbedderConfig
 from cctv_sr.detect import create_detector
 from cctv_sr.embed.dlib_resnet import (
@@ -42,6 +41,7 @@ from cctv_sr.embed.dlib_resnet import (
     dlib_chip_affine,
     shape_predictor,
 )
+from cctv_sr.face.align import similarity_to_template, warp_face
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = np.array([[x, y] for x in (0.0, 56.0, 112.0) for y in (0.0, 56.0, 112.0)])

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cctv_sr.align import (
+from cctv_sr.errors import ConfigError
+from cctv_sr.face.align import (
     ARCFACE_112,
     affine_scale,
     choose_lr_side,
@@ -15,8 +16,7 @@ from cctv_sr.align import (
     template,
     warp_face,
 )
-from cctv_sr.errors import ConfigError
-from cctv_sr.quality import face_quality, frontalness, sharpness
+from cctv_sr.face.quality import face_quality, frontalness, sharpness
 
 
 @pytest.mark.parametrize("side", [16, 32, 112, 128])

@@ -49,7 +49,7 @@ class FaceEmbedder(abc.ABC):
         """Embeddings of ``crops``.
 
         ``crops`` is ``(N, S, S, 3)`` uint8 **BGR**, faces aligned to the ArcFace 5-point
-        template scaled to side ``S`` (:func:`cctv_sr.align.template`); any ``S >= 8``, N may
+        template scaled to side ``S`` (:func:`cctv_sr.face.align.template`); any ``S >= 8``, N may
         be 0. Returns ``(N, dim)`` float32, each row L2-normalised. Work is batched by
         ``cfg.batch_size`` internally.
         """

@@ -42,7 +42,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from cctv_sr.align import similarity_to_template, warp_face
 from cctv_sr.config import DetectorConfig, EmbedderConfig
 from cctv_sr.errors import CctvSrError, ConfigError, PipelineError
 from cctv_sr.evaluate import metrics
@@ -55,6 +54,7 @@ from cctv_sr.evaluate.methods import (
     parse_methods,
     select_frames,
 )
+from cctv_sr.face.align import similarity_to_template, warp_face
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import math
 import cv2
 import numpy as np
 
-from cctv_sr.align import template
+from cctv_sr.face.align import template
 from cctv_sr.records import Quality
 
 # Size at which a face counts as fully resolved for identification (112-template pixels).

@@ -1,0 +1,1 @@
+"""Faces as pictures: canonical alignment (:mod:`.align`) and quality scores (:mod:`.quality`)."""
