@@ -146,7 +146,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from cctv_sr.weights import describe_models, fetch_model
+    from cctv_sr.models.weights import describe_models, fetch_model
 
     if args.models_cmd == "list":
         rows = describe_models()

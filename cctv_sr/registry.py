@@ -13,8 +13,8 @@ from typing import Any
 
 from cctv_sr.config import DetectorConfig, SRConfig
 from cctv_sr.detect import FaceDetector, detector_class
+from cctv_sr.models.weights import resolve_file, sha256_file
 from cctv_sr.sr import SuperResolver, create_super_resolver
-from cctv_sr.weights import resolve_file, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from cctv_sr import ort as ort_mod
+from cctv_sr.models import ort as ort_mod
 
 
 def test_both_packages_installed_is_explained(monkeypatch, caplog) -> None:
@@ -14,7 +14,7 @@ def test_both_packages_installed_is_explained(monkeypatch, caplog) -> None:
     monkeypatch.setattr(ort_mod, "_warned_clash", False)
     monkeypatch.setattr(ort_mod, "installed_distributions",
                         lambda: ["onnxruntime", "onnxruntime-gpu"])
-    with caplog.at_level(logging.WARNING, logger="cctv_sr.ort"):
+    with caplog.at_level(logging.WARNING, logger="cctv_sr.models.ort"):
         ort_mod.import_onnxruntime("scrfd")
     assert "pip uninstall -y onnxruntime onnxruntime-gpu" in caplog.text
 
@@ -24,7 +24,7 @@ def test_cpu_machine_falls_back_to_cpu_provider(caplog) -> None:
     assert ort_mod.choose_providers(ort, "cpu") == ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this machine has CUDA")
-    with caplog.at_level(logging.WARNING, logger="cctv_sr.ort"):
+    with caplog.at_level(logging.WARNING, logger="cctv_sr.models.ort"):
         assert ort_mod.choose_providers(ort, "cuda:0") == ["CPUExecutionProvider"]
     assert "no CUDAExecutionProvider" in caplog.text
 

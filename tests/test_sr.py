@@ -13,9 +13,9 @@ from conftest import shared_path
 
 from cctv_sr.config import SRConfig
 from cctv_sr.errors import ConfigError, ModelError
+from cctv_sr.models.weights import get_manifest
 from cctv_sr.sr import SR_BACKENDS, SR_DEFAULT_MANIFEST, SuperResolver, create_super_resolver
 from cctv_sr.sr.bicubic import BicubicSR
-from cctv_sr.weights import get_manifest
 
 SR_DIR = "models/opencv_dnn_superres"
 OPENCV_FILES = {"espcn": "ESPCN_x4.pb", "fsrcnn": "FSRCNN_x4.pb", "lapsrn": "LapSRN_x4.pb",

@@ -18,7 +18,7 @@ import pytest
 from conftest import shared_path
 
 from cctv_sr.errors import ModelError
-from cctv_sr.weights import (
+from cctv_sr.models.weights import (
     ModelFile,
     ModelManifest,
     cache_dir,
@@ -247,7 +247,7 @@ def test_explicit_missing_and_foreign(tmp_path: Path, caplog: pytest.LogCaptureF
     with pytest.raises(ModelError, match=re.escape(str(missing))):
         resolve_file(_manifest(), explicit=missing)
     own = _write(tmp_path / "own.bin", b"different weights")
-    with caplog.at_level(logging.INFO, logger="cctv_sr.weights"):
+    with caplog.at_level(logging.INFO, logger="cctv_sr.models.weights"):
         assert resolve_file(_manifest(), explicit=own) == own
     assert "sha256 differs" in caplog.text
 

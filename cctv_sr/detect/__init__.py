@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cctv_sr.config import DetectorConfig
 from cctv_sr.detect.base import FaceDetector
-from cctv_sr.lazy import load_backend
+from cctv_sr.models.lazy import load_backend
 
 DETECTORS: dict[str, str] = {
     "mtcnn": "cctv_sr.detect.mtcnn:MtcnnDetector",

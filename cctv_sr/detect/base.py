@@ -11,7 +11,7 @@ import numpy as np
 
 from cctv_sr.config import DetectorConfig
 from cctv_sr.errors import ConfigError, ModelError
-from cctv_sr.lazy import given_model_path
+from cctv_sr.models.lazy import given_model_path
 from cctv_sr.records import FaceDetections
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from cctv_sr.config import DetectorConfig
 from cctv_sr.detect.base import FaceDetector, check_images, chunked, group_by_shape, require_file
 from cctv_sr.detect.boxes import finalize, letterbox_scale, round_up
 from cctv_sr.errors import ModelError
-from cctv_sr.ort import choose_providers, import_onnxruntime
+from cctv_sr.models.ort import choose_providers, import_onnxruntime
 from cctv_sr.records import FaceDetections
 
 log = logging.getLogger(__name__)

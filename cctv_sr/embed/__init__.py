@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cctv_sr.config import EmbedderConfig
 from cctv_sr.embed.base import FaceEmbedder
-from cctv_sr.lazy import load_backend
+from cctv_sr.models.lazy import load_backend
 
 EMBEDDERS: dict[str, str] = {
     "dlib": "cctv_sr.embed.dlib_resnet:DlibEmbedder",

@@ -12,8 +12,8 @@ import numpy as np
 
 from cctv_sr.config import EmbedderConfig
 from cctv_sr.errors import ConfigError
-from cctv_sr.lazy import given_model_path
-from cctv_sr.weights import ModelManifest, sha256_file
+from cctv_sr.models.lazy import given_model_path
+from cctv_sr.models.weights import ModelManifest, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from cctv_sr.config import EmbedderConfig
 from cctv_sr.embed.base import FaceEmbedder, check_crops, chunks, l2_normalise, model_version
 from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError
 from cctv_sr.face.align import TEMPLATE_SIDE, affine_scale
-from cctv_sr.weights import get_manifest, resolve_file
+from cctv_sr.models.weights import get_manifest, resolve_file
 
 log = logging.getLogger(__name__)
 

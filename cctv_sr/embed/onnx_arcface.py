@@ -31,8 +31,8 @@ from cctv_sr.embed.base import (
     resize_crops,
 )
 from cctv_sr.errors import ModelError
-from cctv_sr.ort import choose_providers, import_onnxruntime
-from cctv_sr.weights import get_manifest, resolve_file
+from cctv_sr.models.ort import choose_providers, import_onnxruntime
+from cctv_sr.models.weights import get_manifest, resolve_file
 
 log = logging.getLogger(__name__)
 

@@ -209,8 +209,8 @@ def _num(x: float) -> float | None:
 def pick_detector(name: str = AUTO_DETECTOR) -> Any:
     """The oracle detector: ``auto`` = YuNet when its weights are found locally (no download),
     else MTCNN (weights embedded in the ``mtcnn`` package)."""
+    from cctv_sr.models.weights import find_local, get_manifest
     from cctv_sr.registry import DETECTOR_DEFAULT_MANIFEST, create_detector
-    from cctv_sr.weights import find_local, get_manifest
 
     if name == AUTO_DETECTOR:
         name = "mtcnn"
@@ -253,7 +253,7 @@ def eval_cache_dir() -> Path:
     env = os.environ.get("CCTV_SR_CACHE")
     if env:
         return Path(env).expanduser() / "eval"
-    from cctv_sr.weights import user_cache_root
+    from cctv_sr.models.weights import user_cache_root
 
     return user_cache_root() / "eval"
 

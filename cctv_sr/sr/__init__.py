@@ -2,7 +2,8 @@
 
 ``SR_BACKENDS`` maps an ``sr.name`` setting to a lazy ``"module:ClassName"`` string;
 ``SR_DEFAULT_MANIFEST`` maps the names that need weights to the manifest of their default file
-(see :mod:`cctv_sr.weights`). The OpenCV baselines use one model file per instance and take the
+(see :mod:`cctv_sr.models.weights`). The OpenCV baselines use one model file per instance and
+take the
 scale from the file (``lapsrn`` is LapSRN x4; choose ``lapsrn_x8`` or set ``sr.model_path`` to a
 ``LapSRN_x8.pb`` for x8).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cctv_sr.config import SRConfig
-from cctv_sr.lazy import load_backend
+from cctv_sr.models.lazy import load_backend
 from cctv_sr.sr.base import SuperResolver
 
 _OPENCV = "cctv_sr.sr.opencv_sr:OpenCVSR"

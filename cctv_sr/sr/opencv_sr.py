@@ -19,10 +19,10 @@ import numpy as np
 
 from cctv_sr.config import SRConfig
 from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError
-from cctv_sr.lazy import given_model_path
+from cctv_sr.models.lazy import given_model_path
+from cctv_sr.models.weights import ModelManifest, get_manifest, load_manifests, resolve_file
 from cctv_sr.sr import SR_DEFAULT_MANIFEST
 from cctv_sr.sr.base import SuperResolver, check_crops, empty_batch, resize_square
-from cctv_sr.weights import ModelManifest, get_manifest, load_manifests, resolve_file
 
 log = logging.getLogger(__name__)
 

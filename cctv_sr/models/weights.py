@@ -220,7 +220,7 @@ def load_manifests() -> dict[str, ModelManifest]:
     with _manifests_lock:
         if _manifests is None:
             found: dict[str, ModelManifest] = {}
-            folder = importlib.resources.files("cctv_sr") / "manifests"
+            folder = importlib.resources.files("cctv_sr.models") / "manifests"
             for entry in sorted(folder.iterdir(), key=lambda e: e.name):
                 if not entry.name.endswith(".toml"):
                     continue

@@ -1,0 +1,1 @@
+"""Models: manifests, weight resolution and download, the backend registry, ONNX runtime."""
