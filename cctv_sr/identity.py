@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from cctv_sr import EVIDENCE_NOTE
+from cctv_sr.io.outdir import OutputWriter
 from cctv_sr.match import Thresholds, TrackEmbeddings, TrackMatch, match_track
-from cctv_sr.output import OutputWriter
 from cctv_sr.records import AlignedFace
 from cctv_sr.track.book import TrackEnd
 

@@ -17,9 +17,9 @@ from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.errors import ConfigError, ModelError
 from cctv_sr.gallery.store import Gallery
 from cctv_sr.identity import GalleryView, IdentityWriter
+from cctv_sr.io.outdir import OutputWriter
 from cctv_sr.match import Thresholds
 from cctv_sr.models.weights import get_manifest
-from cctv_sr.output import OutputWriter
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from cctv_sr.detect.base import FaceDetector
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.errors import CctvSrError, PipelineError
 from cctv_sr.identity import FaceVectors, IdentityWriter
-from cctv_sr.output import OutputWriter
+from cctv_sr.io.outdir import OutputWriter
 from cctv_sr.records import AlignedFace, EnhancedFace, Frame
 from cctv_sr.sr.base import SuperResolver
 from cctv_sr.track.book import EmbedRequest, SaveRequest, TrackEnd

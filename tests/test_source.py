@@ -20,8 +20,8 @@ from videos import encode_clip, find_bytes, pattern_frames, read_frame_number
 
 from cctv_sr.config import SourceConfig
 from cctv_sr.errors import SourceError
-from cctv_sr.source import SourceStats, VideoSource, file_sha256, is_live_url
-from cctv_sr.source_open import redact_url
+from cctv_sr.io.container import redact_url
+from cctv_sr.io.source import SourceStats, VideoSource, file_sha256, is_live_url
 
 FPS = 25
 N_FRAMES = 40

@@ -1,6 +1,6 @@
 """Opening a video file or live stream with PyAV: URL helpers, input checks and stream facts.
 
-This is the part of :mod:`cctv_sr.source` that runs before any frame is decoded. Every problem
+This is the part of :mod:`cctv_sr.io.source` that runs before any frame is decoded. Every problem
 with the input becomes a :class:`~cctv_sr.errors.SourceError` whose one-line message names the
 input (passwords in URLs are masked) and what is wrong with it.
 """

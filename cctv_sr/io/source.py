@@ -48,8 +48,7 @@ import numpy as np
 
 from cctv_sr.config import SourceConfig
 from cctv_sr.errors import SourceError
-from cctv_sr.records import Frame
-from cctv_sr.source_open import (
+from cctv_sr.io.container import (
     SourceInfo,
     describe,
     file_sha256,
@@ -58,6 +57,7 @@ from cctv_sr.source_open import (
     redact_url,
     video_stream,
 )
+from cctv_sr.records import Frame
 
 __all__ = [
     "SourceInfo",

@@ -1,0 +1,1 @@
+"""Inputs and outputs: video sources (files, RTSP) and the sinks that write a run into OUTDIR."""
