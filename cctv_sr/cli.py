@@ -20,7 +20,7 @@ from cctv_sr import EVIDENCE_NOTE, __version__
 from cctv_sr.config import RunConfig, load_config, with_values
 from cctv_sr.errors import CctvSrError
 from cctv_sr.evaluate.cli import add_eval_parser, run_eval
-from cctv_sr.gallery.cli import add_gallery_parser, run_gallery
+from cctv_sr.identity.gallery.cli import add_gallery_parser, run_gallery
 
 log = logging.getLogger("cctv_sr")
 

@@ -28,7 +28,7 @@ from cctv_sr.config import RunConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.errors import CctvSrError, PipelineError
-from cctv_sr.identity import FaceVectors, IdentityWriter
+from cctv_sr.identity.sink import FaceVectors, IdentityWriter
 from cctv_sr.io.outdir import OutputWriter
 from cctv_sr.records import AlignedFace, EnhancedFace, Frame
 from cctv_sr.sr.base import SuperResolver

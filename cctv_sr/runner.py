@@ -19,7 +19,7 @@ from typing import Any
 
 from cctv_sr import EVIDENCE_NOTE, __version__
 from cctv_sr.config import RunConfig, to_dict
-from cctv_sr.identity_setup import open_identity
+from cctv_sr.identity.setup import open_identity
 from cctv_sr.io.outdir import OutputWriter
 from cctv_sr.io.source import VideoSource, file_sha256, is_live_url
 from cctv_sr.pipeline import Pipeline, PipelineStats

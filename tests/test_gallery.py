@@ -17,7 +17,7 @@ from conftest import SHARED, shared_path
 
 from cctv_sr.config import DetectorConfig, EmbedderConfig
 from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError, OutputError
-from cctv_sr.gallery import (
+from cctv_sr.identity.gallery import (
     EmbedderInfo,
     EnrollResult,
     FileResult,
@@ -27,8 +27,8 @@ from cctv_sr.gallery import (
     flat_person_name,
     remove_person,
 )
-from cctv_sr.gallery.cli import add_gallery_parser, run_gallery
-from cctv_sr.gallery.enroll import MIN_FACE_PX, decode_image
+from cctv_sr.identity.gallery.cli import add_gallery_parser, run_gallery
+from cctv_sr.identity.gallery.enroll import MIN_FACE_PX, decode_image
 from cctv_sr.synth import T1_FACE_BOXES, background, head_patches
 
 MODELS_DIR = SHARED / "models"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cctv_sr.errors import ConfigError
-from cctv_sr.match import Thresholds, TrackEmbeddings, aggregate, match_track
+from cctv_sr.identity.match import Thresholds, TrackEmbeddings, aggregate, match_track
 
 NAMES = ["alice", "bob", "carol"]
 GALLERY = np.eye(3, 4, dtype=np.float32)  # three orthogonal templates in 4-d

@@ -15,10 +15,10 @@ from cctv_sr.config import RunConfig
 from cctv_sr.embed import EMBEDDER_DEFAULT_MANIFEST, create_embedder
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.errors import ConfigError, ModelError
-from cctv_sr.gallery.store import Gallery
-from cctv_sr.identity import GalleryView, IdentityWriter
+from cctv_sr.identity.gallery.store import Gallery
+from cctv_sr.identity.match import Thresholds
+from cctv_sr.identity.sink import GalleryView, IdentityWriter
 from cctv_sr.io.outdir import OutputWriter
-from cctv_sr.match import Thresholds
 from cctv_sr.models.weights import get_manifest
 
 log = logging.getLogger(__name__)

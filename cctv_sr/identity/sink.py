@@ -2,7 +2,7 @@
 
 Lives in the writer thread: it collects the LR and SR vectors of each track's embedded faces
 (best shots plus a sparse sample over time), and when the track ends it scores the track
-against the gallery (:mod:`cctv_sr.match`), writes one line to ``matches.jsonl`` and a
+against the gallery (:mod:`cctv_sr.identity.match`), writes one line to ``matches.jsonl`` and a
 side-by-side image (best LR crop, its SR, the candidate's gallery photo) into the track folder.
 """
 
@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from cctv_sr import EVIDENCE_NOTE
+from cctv_sr.identity.match import Thresholds, TrackEmbeddings, TrackMatch, match_track
 from cctv_sr.io.outdir import OutputWriter
-from cctv_sr.match import Thresholds, TrackEmbeddings, TrackMatch, match_track
 from cctv_sr.records import AlignedFace
 from cctv_sr.track.book import TrackEnd
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cctv_sr.detect import DETECTORS
 from cctv_sr.embed import EMBEDDERS
-from cctv_sr.gallery import (
+from cctv_sr.identity.gallery import (
     DEFAULT_DETECTOR,
     DEFAULT_EMBEDDER,
     EnrollResult,
@@ -30,7 +30,7 @@ from cctv_sr.gallery import (
     build_gallery,
     remove_person,
 )
-from cctv_sr.gallery.enroll import ERROR, SKIP, WARN
+from cctv_sr.identity.gallery.enroll import ERROR, SKIP, WARN
 
 _NAMING = (
     "GALLERY_DIR/<person>/<photos>: the folder name is the person. GALLERY_DIR/<photo> (flat): "

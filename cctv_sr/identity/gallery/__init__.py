@@ -4,7 +4,7 @@ A gallery is one SQLite file holding, per person, one embedding per enrolled pho
 template (their mean, re-normalised), all made by one embedder; writers refuse to mix
 embedders (``build --overwrite`` rebuilds with another). Example::
 
-    from cctv_sr.gallery import Gallery, build_gallery
+    from cctv_sr.identity.gallery import Gallery, build_gallery
 
     result = build_gallery("people/", "gallery.db", embedder="mobilefacenet")
     for row in result.rows:                     # one per file: file, person, status, note
@@ -27,7 +27,7 @@ from pathlib import Path
 from cctv_sr.detect import FaceDetector
 from cctv_sr.embed import FaceEmbedder
 from cctv_sr.errors import ConfigError, OutputError
-from cctv_sr.gallery.enroll import (
+from cctv_sr.identity.gallery.enroll import (
     ALIGN_SIDE,
     MIN_FACE_PX,
     Enroller,
@@ -37,7 +37,13 @@ from cctv_sr.gallery.enroll import (
     flat_person_name,
     scan_gallery_dir,
 )
-from cctv_sr.gallery.store import EmbedderInfo, Gallery, Person, PhotoRecord, normalise_name
+from cctv_sr.identity.gallery.store import (
+    EmbedderInfo,
+    Gallery,
+    Person,
+    PhotoRecord,
+    normalise_name,
+)
 
 __all__ = [
     "EmbedderInfo", "EnrollResult", "FileResult", "Gallery", "Person", "PhotoRecord",

@@ -33,7 +33,7 @@ from cctv_sr.detect import FaceDetector
 from cctv_sr.embed import FaceEmbedder
 from cctv_sr.errors import ConfigError
 from cctv_sr.face.align import similarity_to_template, warp_face
-from cctv_sr.gallery.store import Gallery, normalise_name
+from cctv_sr.identity.gallery.store import Gallery, normalise_name
 from cctv_sr.records import FaceDetections
 
 log = logging.getLogger(__name__)
