@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cctv_sr.config import RunConfig
+from cctv_sr.engine.run import run_footage
 from cctv_sr.io.outdir import read_run_json
 from cctv_sr.io.source import VideoSource
-from cctv_sr.runner import run_footage
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from cctv_sr.runner import run_footage
+    from cctv_sr.engine.run import run_footage
 
     cfg = _run_config(args)
     result = run_footage(args.footage, args.out, cfg, stream_id=args.stream_id,

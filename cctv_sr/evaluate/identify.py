@@ -209,8 +209,8 @@ def _num(x: float) -> float | None:
 def pick_detector(name: str = AUTO_DETECTOR) -> Any:
     """The oracle detector: ``auto`` = YuNet when its weights are found locally (no download),
     else MTCNN (weights embedded in the ``mtcnn`` package)."""
+    from cctv_sr.engine.build import DETECTOR_DEFAULT_MANIFEST, create_detector
     from cctv_sr.models.weights import find_local, get_manifest
-    from cctv_sr.registry import DETECTOR_DEFAULT_MANIFEST, create_detector
 
     if name == AUTO_DETECTOR:
         name = "mtcnn"

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from tqdm import tqdm
 
-from cctv_sr.pipeline import PipelineStats
+from cctv_sr.engine.pipeline import PipelineStats
 
 
 class _HasStats(Protocol):

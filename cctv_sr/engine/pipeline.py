@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from cctv_sr.analysis import AnalysisStats, Analyzer, UntrackedRows
 from cctv_sr.config import RunConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.embed.base import FaceEmbedder
+from cctv_sr.engine.analysis import AnalysisStats, Analyzer, UntrackedRows
 from cctv_sr.errors import CctvSrError, PipelineError
 from cctv_sr.identity.sink import FaceVectors, IdentityWriter
 from cctv_sr.io.outdir import OutputWriter

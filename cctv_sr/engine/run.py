@@ -19,12 +19,12 @@ from typing import Any
 
 from cctv_sr import EVIDENCE_NOTE, __version__
 from cctv_sr.config import RunConfig, to_dict
+from cctv_sr.engine.build import create_detector, create_sr, model_provenance
+from cctv_sr.engine.pipeline import Pipeline, PipelineStats
+from cctv_sr.engine.progress import RunProgress
 from cctv_sr.identity.setup import open_identity
 from cctv_sr.io.outdir import OutputWriter
 from cctv_sr.io.source import VideoSource, file_sha256, is_live_url
-from cctv_sr.pipeline import Pipeline, PipelineStats
-from cctv_sr.progress import RunProgress
-from cctv_sr.registry import create_detector, create_sr, model_provenance
 
 log = logging.getLogger(__name__)
 
