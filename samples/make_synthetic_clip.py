@@ -17,7 +17,7 @@ import av
 import cv2
 import numpy as np
 
-from cctv_sr.synth import Walker, head_patches, render_clip
+from cctv_sr.data.synth import Walker, head_patches, render_clip
 
 
 def default_photo() -> Path:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import SHARED
 
+from cctv_sr.data.synth import head_patches
 from cctv_sr.evaluate.calibrate import calibrate, pair_scores
-from cctv_sr.synth import head_patches
 
 
 def test_pair_scores_counts_every_unordered_pair() -> None:

@@ -15,7 +15,7 @@ from rtsp import free_port, rtsp_server
 from videos import encode_clip, pattern_frames
 
 from cctv_sr.cli import main
-from cctv_sr.synth import Walker, head_patches, render_clip
+from cctv_sr.data.synth import Walker, head_patches, render_clip
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,11 +19,11 @@ import pytest
 from conftest import shared_path
 
 from cctv_sr.config import DetectorConfig, EmbedderConfig
+from cctv_sr.data.synth import T1_FACE_BOXES
 from cctv_sr.detect import create_detector
 from cctv_sr.embed import EMBEDDERS, FaceEmbedder, create_embedder
 from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError
 from cctv_sr.face.align import similarity_to_template, warp_face
-from cctv_sr.synth import T1_FACE_BOXES
 
 MOBILEFACENET = "models/mobilefacenet/MobileFaceNet.onnx"
 _CACHE: dict[str, FaceEmbedder] = {}

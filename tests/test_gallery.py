@@ -16,6 +16,7 @@ import pytest
 from conftest import SHARED, shared_path
 
 from cctv_sr.config import DetectorConfig, EmbedderConfig
+from cctv_sr.data.synth import T1_FACE_BOXES, background, head_patches
 from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError, OutputError
 from cctv_sr.identity.gallery import (
     EmbedderInfo,
@@ -29,7 +30,6 @@ from cctv_sr.identity.gallery import (
 )
 from cctv_sr.identity.gallery.cli import add_gallery_parser, run_gallery
 from cctv_sr.identity.gallery.enroll import MIN_FACE_PX, decode_image
-from cctv_sr.synth import T1_FACE_BOXES, background, head_patches
 
 MODELS_DIR = SHARED / "models"
 PEOPLE = ("ann", "bob", "cy", "dee", "eve", "fay")  # the six faces of T1_FACE_BOXES

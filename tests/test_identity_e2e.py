@@ -14,7 +14,7 @@ from conftest import SHARED
 from videos import encode_clip
 
 from cctv_sr.cli import main
-from cctv_sr.synth import Walker, head_patches, render_clip
+from cctv_sr.data.synth import Walker, head_patches, render_clip
 from cctv_sr.track.tracker import iou_matrix
 
 NAMES = ["ana", "bo", "cy", "dee", "eli", "fay"]  # the six people of the group photo, in order

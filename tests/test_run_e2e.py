@@ -15,8 +15,8 @@ from videos import encode_clip
 
 from cctv_sr import EVIDENCE_NOTE
 from cctv_sr.cli import main
+from cctv_sr.data.synth import Walker, head_patches, render_clip
 from cctv_sr.io.source import file_sha256
-from cctv_sr.synth import Walker, head_patches, render_clip
 from cctv_sr.track.tracker import iou_matrix
 
 FPS = 12

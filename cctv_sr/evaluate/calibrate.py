@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from cctv_sr.config import EmbedderConfig
+from cctv_sr.data.lfw import scan_tree
 from cctv_sr.embed import create_embedder
 from cctv_sr.errors import ConfigError
-from cctv_sr.evaluate.dataset import scan_tree
 from cctv_sr.evaluate.identify import align_all, eval_cache_dir, pick_detector
 from cctv_sr.evaluate.metrics import threshold_at_far
 

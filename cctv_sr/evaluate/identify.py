@@ -1,6 +1,6 @@
 """``cctv-sr eval identify``: identification from tiny faces (EVAL.md sections 1 and 2).
 
-1. The set (:mod:`cctv_sr.evaluate.dataset`): gallery = first image of every identity with
+1. The set (:mod:`cctv_sr.data.lfw`): gallery = first image of every identity with
    >= 2 images, probes = the others (a whole-identity subsample with ``max_probes``).
 2. Oracle alignment on the full-resolution image: 5 landmarks of the face nearest the image
    centre (YuNet when its weights are found locally, else the embedded MTCNN), warped to the
@@ -8,7 +8,7 @@
    (counted), and an identity whose gallery image has no face is left out whole. Crops are
    cached per (file list, detector) under ``$CCTV_SR_CACHE/eval`` (or
    ``~/.cache/cctv-sr/eval``).
-3. Each probe is degraded (:mod:`cctv_sr.evaluate.degrade`) at every size, restored to 128 by
+3. Each probe is degraded (:mod:`cctv_sr.data.degrade`) at every size, restored to 128 by
    each method (:mod:`cctv_sr.evaluate.methods`) and embedded by each embedder; the gallery is
    embedded once per embedder, undegraded. Work is split in chunks of probes over a pool of
    worker processes, each with its own models.
@@ -43,10 +43,10 @@ import numpy as np
 from tqdm import tqdm
 
 from cctv_sr.config import DetectorConfig, EmbedderConfig
+from cctv_sr.data.degrade import HR_SIDE, make_probes
+from cctv_sr.data.lfw import EvalImage, EvalSet, load_dataset
 from cctv_sr.errors import CctvSrError, ConfigError, PipelineError
 from cctv_sr.evaluate import metrics
-from cctv_sr.evaluate.dataset import EvalImage, EvalSet, load_dataset
-from cctv_sr.evaluate.degrade import HR_SIDE, make_probes
 from cctv_sr.evaluate.methods import (
     EvalMethod,
     create_method,

@@ -1,0 +1,1 @@
+"""Data shared by evaluation and training: degradations, synthetic clips, LFW-style face sets."""
