@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from conftest import SHARED
 
+from cctv_sr.cli.eval import add_eval_parser, run_eval
 from cctv_sr.config import SRConfig
 from cctv_sr.data.degrade import burst, degrade, jitter_matrix, make_probes, seed_of
 from cctv_sr.data.lfw import build_set, load_dataset, scan_tree, select_probe_identities
 from cctv_sr.data.synth import T1_FACE_BOXES
 from cctv_sr.errors import ConfigError
 from cctv_sr.evaluate import IdentifyConfig, format_report, run_identify
-from cctv_sr.evaluate.cli import add_eval_parser, run_eval
 from cctv_sr.evaluate.identify import nearest_centre
 from cctv_sr.evaluate.methods import (
     create_method,

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import SHARED, shared_path
 
+from cctv_sr.cli.gallery import add_gallery_parser, run_gallery
 from cctv_sr.config import DetectorConfig, EmbedderConfig
 from cctv_sr.data.synth import T1_FACE_BOXES, background, head_patches
 from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError, OutputError
@@ -28,7 +29,6 @@ from cctv_sr.identity.gallery import (
     flat_person_name,
     remove_person,
 )
-from cctv_sr.identity.gallery.cli import add_gallery_parser, run_gallery
 from cctv_sr.identity.gallery.enroll import MIN_FACE_PX, decode_image
 
 MODELS_DIR = SHARED / "models"

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from cctv_sr import EVIDENCE_NOTE, __version__
+from cctv_sr.cli.eval import add_eval_parser, run_eval
+from cctv_sr.cli.gallery import add_gallery_parser, run_gallery
 from cctv_sr.config import RunConfig, load_config, with_values
 from cctv_sr.errors import CctvSrError
-from cctv_sr.evaluate.cli import add_eval_parser, run_eval
-from cctv_sr.identity.gallery.cli import add_gallery_parser, run_gallery
 
 log = logging.getLogger("cctv_sr")
 
@@ -130,7 +130,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from cctv_sr.bench import bench
+    from cctv_sr.evaluate.bench import bench
 
     result = bench(args.footage, _run_config(args), quiet=args.quiet)
     data = result.to_json()
