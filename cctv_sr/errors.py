@@ -34,3 +34,11 @@ class OutputError(CctvSrError, OSError):
 
 class PipelineError(CctvSrError, RuntimeError):
     """A pipeline stage failed; the original exception is chained as ``__cause__``."""
+
+
+class ContractError(CctvSrError, ValueError):
+    """An array or record broke its documented contract (shape, dtype, length, range).
+
+    This is a bug in the component that made the value (a backend returning a wrong array, a
+    stage passing a wrong record), not a setting the user can fix; the CLI says so.
+    """

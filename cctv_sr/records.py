@@ -11,7 +11,8 @@ Conventions used everywhere in the package:
   reports it; ``seconds`` is derived.
 
 All records are frozen dataclasses validated in ``__post_init__``; invalid input raises
-:class:`~cctv_sr.errors.ConfigError` (a ``ValueError``), never ``AssertionError``.
+:class:`~cctv_sr.errors.ContractError` (a ``ValueError``: a bug in whatever made the value),
+never ``AssertionError``.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from fractions import Fraction
 
 import numpy as np
 
-from cctv_sr.errors import ConfigError
+from cctv_sr.errors import ContractError
 
 N_KPS = 5
 
 
 def _check_image(name: str, image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise ConfigError(f"{name} must be a uint8 numpy array, got {type(image).__name__}")
+        raise ContractError(f"{name} must be a uint8 numpy array, got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ConfigError(f"{name} must have shape (H, W, 3), got {image.shape}")
+        raise ContractError(f"{name} must have shape (H, W, 3), got {image.shape}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,9 +51,10 @@ class Frame:
     def __post_init__(self) -> None:
         _check_image("Frame.image", self.image)
         if self.index < 0:
-            raise ConfigError(f"Frame.index must be >= 0, got {self.index}")
+            raise ContractError(f"Frame.index must be >= 0, got {self.index}")
         if not isinstance(self.time_base, Fraction) or self.time_base <= 0:
-            raise ConfigError(f"Frame.time_base must be a positive Fraction, got {self.time_base}")
+            raise ContractError(
+                f"Frame.time_base must be a positive Fraction, got {self.time_base}")
 
     @property
     def seconds(self) -> float | None:
@@ -89,7 +91,7 @@ class FaceDetections:
         score = np.asarray(self.score, dtype=np.float32).reshape(-1)
         kps = np.asarray(self.kps, dtype=np.float32).reshape(-1, N_KPS, 2)
         if score.shape[0] != n or kps.shape[0] != n:
-            raise ConfigError(
+            raise ContractError(
                 f"FaceDetections columns disagree: xyxy {n}, score {score.shape[0]}, "
                 f"kps {kps.shape[0]}"
             )
@@ -99,7 +101,7 @@ class FaceDetections:
         if self.track_id is not None:
             tid = np.asarray(self.track_id, dtype=np.int64).reshape(-1)
             if tid.shape[0] != n:
-                raise ConfigError(f"FaceDetections.track_id has {tid.shape[0]} rows, want {n}")
+                raise ContractError(f"FaceDetections.track_id has {tid.shape[0]} rows, want {n}")
             object.__setattr__(self, "track_id", tid)
 
     @classmethod
@@ -166,9 +168,9 @@ class AlignedFace:
     def __post_init__(self) -> None:
         _check_image("AlignedFace.crop", self.crop)
         if self.crop.shape[0] != self.crop.shape[1]:
-            raise ConfigError(f"AlignedFace.crop must be square, got {self.crop.shape}")
+            raise ContractError(f"AlignedFace.crop must be square, got {self.crop.shape}")
         if np.asarray(self.M).shape != (2, 3):
-            raise ConfigError(f"AlignedFace.M must be (2, 3), got {np.asarray(self.M).shape}")
+            raise ContractError(f"AlignedFace.M must be (2, 3), got {np.asarray(self.M).shape}")
 
     @property
     def seconds(self) -> float | None:
@@ -196,9 +198,9 @@ class TrackWindow:
         crops = np.asarray(self.crops)
         valid = np.asarray(self.valid, dtype=bool)
         if crops.ndim != 4 or crops.shape[0] != valid.shape[0]:
-            raise ConfigError(f"TrackWindow crops {crops.shape} and valid {valid.shape} disagree")
+            raise ContractError(f"TrackWindow crops {crops.shape} and valid {valid.shape} disagree")
         if not valid[crops.shape[0] // 2]:
-            raise ConfigError("TrackWindow centre slot must be valid")
+            raise ContractError("TrackWindow centre slot must be valid")
 
     @classmethod
     def single(cls, face: AlignedFace) -> TrackWindow:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cctv_sr.config import DetectorConfig
-from cctv_sr.errors import ConfigError, ModelError
+from cctv_sr.errors import ContractError, ModelError
 from cctv_sr.models.lazy import given_model_path
 from cctv_sr.records import FaceDetections
 
@@ -59,14 +59,14 @@ class FaceDetector(abc.ABC):
 def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The images as a list, each checked to be a non-empty ``(H, W, 3)`` uint8 array."""
     if isinstance(images, np.ndarray):
-        raise ConfigError("detect() takes a sequence of images, not one array; wrap it in a list")
+        raise ContractError("detect() takes a sequence of images, not one array; wrap it in a list")
     out: list[np.ndarray] = []
     for i, image in enumerate(images):
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-            raise ConfigError(f"image {i}: expected a uint8 numpy array, got {type(image).__name__}"
-                              f" {getattr(image, 'dtype', '')}")
+            raise ContractError(f"image {i}: expected a uint8 numpy array, got "
+                                f"{type(image).__name__} {getattr(image, 'dtype', '')}")
         if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-            raise ConfigError(f"image {i}: expected shape (H, W, 3), got {image.shape}")
+            raise ContractError(f"image {i}: expected shape (H, W, 3), got {image.shape}")
         out.append(image)
     return out
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from cctv_sr.config import EmbedderConfig
-from cctv_sr.errors import ConfigError
+from cctv_sr.errors import ConfigError, ContractError
 from cctv_sr.models.lazy import given_model_path
 from cctv_sr.models.weights import ModelManifest, sha256_file
 
@@ -61,7 +61,7 @@ class FaceEmbedder(abc.ABC):
         a2 = np.atleast_2d(np.asarray(a, dtype=np.float32))
         b2 = np.atleast_2d(np.asarray(b, dtype=np.float32))
         if a2.shape[1] != b2.shape[1]:
-            raise ConfigError(f"similarity: vector sizes differ ({a2.shape[1]} vs {b2.shape[1]})")
+            raise ContractError(f"similarity: vector sizes differ ({a2.shape[1]} vs {b2.shape[1]})")
         return a2 @ b2.T
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
@@ -82,20 +82,20 @@ def check_crops(crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
                 return np.zeros((0, 0, 0, 3), np.uint8)
             shapes = {getattr(c, "shape", None) for c in crops}
             if len(shapes) != 1:
-                raise ConfigError("embed(): crops must all have one shape, got "
+                raise ContractError("embed(): crops must all have one shape, got "
                                   f"{sorted(map(str, shapes))}")
             crops = np.stack(crops)
         else:
-            raise ConfigError(f"embed(): expected a (N, S, S, 3) uint8 array, got "
+            raise ContractError(f"embed(): expected a (N, S, S, 3) uint8 array, got "
                               f"{type(crops).__name__}")
     if crops.dtype != np.uint8:
-        raise ConfigError(f"embed(): crops must be uint8, got {crops.dtype}")
+        raise ContractError(f"embed(): crops must be uint8, got {crops.dtype}")
     if crops.ndim == 3:
-        raise ConfigError("embed(): got one (S, S, 3) crop; pass a batch, e.g. crop[None]")
+        raise ContractError("embed(): got one (S, S, 3) crop; pass a batch, e.g. crop[None]")
     if crops.ndim != 4 or crops.shape[3] != 3 or crops.shape[1] != crops.shape[2]:
-        raise ConfigError(f"embed(): expected shape (N, S, S, 3), got {crops.shape}")
+        raise ContractError(f"embed(): expected shape (N, S, S, 3), got {crops.shape}")
     if len(crops) and crops.shape[1] < MIN_SIDE:
-        raise ConfigError(f"embed(): crop side must be >= {MIN_SIDE}, got {crops.shape[1]}")
+        raise ContractError(f"embed(): crop side must be >= {MIN_SIDE}, got {crops.shape[1]}")
     return crops
 
 

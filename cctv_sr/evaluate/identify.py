@@ -45,7 +45,7 @@ from tqdm import tqdm
 from cctv_sr.config import DetectorConfig, EmbedderConfig
 from cctv_sr.data.degrade import HR_SIDE, make_probes
 from cctv_sr.data.lfw import EvalImage, EvalSet, load_dataset
-from cctv_sr.errors import CctvSrError, ConfigError, PipelineError
+from cctv_sr.errors import CctvSrError, ConfigError, ContractError, PipelineError
 from cctv_sr.evaluate import metrics
 from cctv_sr.evaluate.methods import (
     EvalMethod,
@@ -243,7 +243,7 @@ def align_image(image: np.ndarray, detector: Any, side: int = HR_SIDE) -> np.nda
         return None
     try:
         m = similarity_to_template(np.asarray(faces.kps[i]), side)
-    except ConfigError:  # degenerate landmarks
+    except ContractError:  # degenerate landmarks
         return None
     return warp_face(image, m, side)
 

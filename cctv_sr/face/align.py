@@ -16,7 +16,7 @@ import math
 import cv2
 import numpy as np
 
-from cctv_sr.errors import ConfigError
+from cctv_sr.errors import ConfigError, ContractError
 
 # ArcFace 5-point template for a 112x112 crop, canonical order (see cctv_sr.records).
 ARCFACE_112 = np.array(
@@ -48,7 +48,7 @@ def similarity_to_template(kps: np.ndarray, side: int) -> np.ndarray:
     src_c, dst_c = src - src_mean, dst - dst_mean
     var_src = (src_c**2).sum() / 5.0
     if var_src < 1e-9:
-        raise ConfigError("degenerate landmarks: all five points coincide")
+        raise ContractError("degenerate landmarks: all five points coincide")
     cov = dst_c.T @ src_c / 5.0
     u, d, vt = np.linalg.svd(cov)
     sign = np.eye(2)

@@ -17,20 +17,20 @@ import cv2
 import numpy as np
 
 from cctv_sr.config import SRConfig
-from cctv_sr.errors import ConfigError
+from cctv_sr.errors import ContractError
 
 
 def check_crops(crops: np.ndarray, out_size: int) -> np.ndarray:
     """Validate a crop batch and an output side; returns the batch as a contiguous array."""
     if not isinstance(crops, np.ndarray) or crops.dtype != np.uint8:
-        raise ConfigError(f"SR crops must be a uint8 numpy array, got {type(crops).__name__} "
+        raise ContractError(f"SR crops must be a uint8 numpy array, got {type(crops).__name__} "
                           f"{getattr(crops, 'dtype', '')}")
     if crops.ndim != 4 or crops.shape[3] != 3 or crops.shape[1] != crops.shape[2]:
-        raise ConfigError(f"SR crops must have shape (N, S, S, 3), got {crops.shape}")
+        raise ContractError(f"SR crops must have shape (N, S, S, 3), got {crops.shape}")
     if crops.shape[1] < 1:
-        raise ConfigError(f"SR crops must have a side >= 1, got {crops.shape}")
+        raise ContractError(f"SR crops must have a side >= 1, got {crops.shape}")
     if isinstance(out_size, bool) or not isinstance(out_size, (int, np.integer)) or out_size < 1:
-        raise ConfigError(f"SR out_size must be a positive integer, got {out_size!r}")
+        raise ContractError(f"SR out_size must be a positive integer, got {out_size!r}")
     return np.ascontiguousarray(crops)
 
 

@@ -1,0 +1,50 @@
+"""Options shared by ``run`` and ``bench`` that choose the pipeline settings."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cctv_sr.config import RunConfig, load_config, with_values
+
+
+def add_settings(p: argparse.ArgumentParser) -> None:
+    """Options that choose the pipeline's settings (shared by run and bench)."""
+    p.add_argument("footage", help="video file (mp4, avi, mkv, ...) or rtsp:// URL")
+    p.add_argument("--config", type=Path, help="pipeline TOML (e.g. pipelines/cpu_default.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set tracker.max_lost_s=2 (repeatable)")
+    p.add_argument("--detector", help="mtcnn (default) | yunet | scrfd")
+    p.add_argument("--detector-model", help="detector weights file")
+    p.add_argument("--sr", help="bicubic (default) | espcn | fsrcnn | lapsrn | lapsrn_x8")
+    p.add_argument("--sr-model", help="SR weights file (e.g. ESPCN_x4.pb)")
+    p.add_argument("--stride", type=int, help="analyse every Nth frame")
+    p.add_argument("--max-fps", type=float, help="analyse at most F frames per second")
+    p.add_argument("--max-frames", type=int, help="stop after analysing N frames")
+    p.add_argument("--top-k", type=int, help="best crops kept per track (default 5)")
+    p.add_argument("--save-all-crops", action="store_true", help="keep every crop of every track")
+    p.add_argument("--device", help="cpu | cuda | cuda:N for the detector and SR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """Defaults, then --config, then --set, then the dedicated flags."""
+    cfg = load_config(args.config, args.set)
+    device = {"device": args.device} if args.device else {}
+
+    def given(*pairs: tuple[str, object]) -> dict[str, object]:
+        # None / "" / False = the flag was not given; any other value (0 included) is applied
+        # and range-checked, so `--stride 0` is an error, never silently the default.
+        return {k: v for k, v in pairs if v is not None and v != "" and v is not False}
+
+    return with_values(
+        cfg,
+        source=given(("stride", args.stride), ("max_fps", args.max_fps),
+                     ("max_frames", args.max_frames)),
+        detector={**given(("name", args.detector), ("model_path", args.detector_model)),
+                  **device},
+        sr={**given(("name", args.sr), ("model_path", args.sr_model)), **device},
+        output=given(("top_k", args.top_k), ("save_all_crops", args.save_all_crops)),
+        match=given(("gallery", str(getattr(args, "gallery", None) or "")),
+                    ("threshold", getattr(args, "match_threshold", None))),
+    )
