@@ -33,6 +33,7 @@ import numpy as np
 
 from cctv_sr.config import DetectorConfig, EmbedderConfig
 from cctv_sr.detect import create_detector
+from cctv_sr.embed import create_embedder
 from cctv_sr.embed.dlib_resnet import (
     CHIP_PADDING,
     CHIP_SIZE,
@@ -92,7 +93,9 @@ def measure(paths: list[Path]) -> tuple[np.ndarray, list[tuple[np.ndarray, np.nd
 def check(pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Descriptor distance (dlib's raw L2) between the chip the fixed transform makes from our
     canonical crop and dlib's own chip of the same photo, against different-person distances."""
-    embedder = DlibEmbedder(EmbedderConfig())
+    embedder = create_embedder(EmbedderConfig(name="dlib"))
+    if not isinstance(embedder, DlibEmbedder):
+        raise SystemExit("the dlib embedder did not load")
     ours = embedder.descriptors(np.stack([crop for crop, _ in pairs]))
     theirs = embedder.descriptors_of_chips(np.stack([chip for _, chip in pairs]))
     same = np.linalg.norm(ours - theirs, axis=1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -16,9 +17,10 @@ import torch
 from conftest import shared_path
 
 from cctv_sr.config import DetectorConfig
-from cctv_sr.detect import DETECTORS, FaceDetector, create_detector, detector_class
+from cctv_sr.detect import DETECTORS, FaceDetector, create_detector
 from cctv_sr.detect.boxes import batched_nms, nms
-from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError
+from cctv_sr.errors import BackendUnavailableError, ConfigError, ContractError, ModelError
+from cctv_sr.models import registry
 from cctv_sr.records import FaceDetections
 
 TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -36,6 +38,20 @@ KINDS = ["mtcnn", "yunet", "scrfd_500m", "scrfd_2.5g"]
 _CACHE: dict[tuple[str, float], FaceDetector] = {}
 
 
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the user's model dirs or cache, and none downloads from the internet."""
+    monkeypatch.delenv("CCTV_SR_MODELS", raising=False)
+    monkeypatch.setenv("CCTV_SR_OFFLINE", "1")
+    monkeypatch.setenv("CCTV_SR_CACHE", str(tmp_path / "cache"))
+
+
+def build(name: str, model_path: Path | None = None, **settings: float) -> FaceDetector:
+    """``create_detector`` with ``detector.model_path`` (and other settings) given."""
+    cfg = DetectorConfig(name=name, model_path=str(model_path) if model_path else "")
+    return create_detector(replace(cfg, **settings))
+
+
 def make(kind: str, score: float | None = None) -> FaceDetector:
     """A detector of ``kind`` (cached); yunet/scrfd skip when ../shared is absent."""
     score = GOLDEN_SCORE[kind] if score is None else score
@@ -45,7 +61,7 @@ def make(kind: str, score: float | None = None) -> FaceDetector:
         path = None if kind == "mtcnn" else shared_path(MODELS[kind])
         if name == "scrfd":
             pytest.importorskip("onnxruntime")
-        _CACHE[key] = create_detector(DetectorConfig(name=name, score_thresh=score), path)
+        _CACHE[key] = build(name, path, score_thresh=score)
     return _CACHE[key]
 
 
@@ -222,7 +238,7 @@ def test_mtcnn_finds_small_faces(group_photo: np.ndarray) -> None:
 
 def test_mtcnn_min_face_px_limits_search(group_photo: np.ndarray) -> None:
     small = cv2.resize(group_photo, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)
-    big_only = create_detector(DetectorConfig(name="mtcnn", min_face_px=60))
+    big_only = build("mtcnn", min_face_px=60)
     assert len(big_only.detect([small])[0]) == 0
 
 
@@ -232,10 +248,25 @@ def test_mtcnn_min_face_px_limits_search(group_photo: np.ndarray) -> None:
 def test_registry_is_lazy_and_complete() -> None:
     assert set(DETECTORS) == {"mtcnn", "yunet", "scrfd"}
     for name in DETECTORS:
-        cls = detector_class(name)
+        cls = registry.load_class("detector", name, FaceDetector)
         assert issubclass(cls, FaceDetector) and cls.name == name
     with pytest.raises(ConfigError, match="known"):
-        detector_class("retinaface")
+        build("retinaface")
+    with pytest.raises(ConfigError, match=r"^detector\.name: unknown detector 'yunett' "
+                                          r"\(did you mean 'yunet'\?"):
+        build("yunett")
+
+
+@pytest.mark.shared
+def test_yunet_default_weights_found_through_models_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no model_path, create_detector resolves the default manifest's file like every
+    backend (it used to fail with "no model file given")."""
+    root = shared_path("models")
+    if not (root / "yunet_2023mar" / "face_detection_yunet_2023mar.onnx").is_file():
+        pytest.skip("yunet_2023mar not in ../shared/models")
+    monkeypatch.setenv("CCTV_SR_MODELS", str(root))
+    det = create_detector(DetectorConfig(name="yunet"))
+    assert det.model_files == (root / "yunet_2023mar" / "face_detection_yunet_2023mar.onnx",)
 
 
 def test_mtcnn_works_offline_and_records_weights() -> None:
@@ -248,13 +279,13 @@ def test_mtcnn_works_offline_and_records_weights() -> None:
     assert torch.get_num_threads() == threads  # global torch setting untouched
 
 
-def test_bad_images_raise_config_error() -> None:
+def test_bad_images_raise_contract_error() -> None:
     det = make("mtcnn")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ContractError):
         det.detect([np.zeros((10, 10), np.uint8)])
-    with pytest.raises(ConfigError):
+    with pytest.raises(ContractError):
         det.detect([np.zeros((10, 10, 3), np.float32)])
-    with pytest.raises(ConfigError):
+    with pytest.raises(ContractError):
         det.detect(np.zeros((10, 10, 3), np.uint8))  # type: ignore[arg-type]
 
 
@@ -262,33 +293,33 @@ def test_bad_images_raise_config_error() -> None:
 def test_missing_model_file_raises_model_error(name: str, tmp_path: Path) -> None:
     missing = tmp_path / "nope" / f"{name}.onnx"
     with pytest.raises(ModelError, match=re.escape(str(missing))):
-        create_detector(DetectorConfig(name=name), missing)
-    with pytest.raises(ModelError):
-        create_detector(DetectorConfig(name=name), None)
+        build(name, missing)
+    with pytest.raises(ModelError, match="CCTV_SR_OFFLINE|cannot be downloaded"):
+        build(name)  # offline, nothing local
 
 
 def test_mtcnn_missing_weights_dir_raises_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=re.escape(str(tmp_path / "pnet.lz4"))):
-        create_detector(DetectorConfig(name="mtcnn"), tmp_path)
+        build("mtcnn", tmp_path)
     with pytest.raises(ModelError, match="not found"):
-        create_detector(DetectorConfig(name="mtcnn"), tmp_path / "absent")
+        build("mtcnn", tmp_path / "absent")
 
 
 def test_mtcnn_corrupt_weights_raise_model_error(tmp_path: Path) -> None:
     for net in ("pnet", "rnet", "onet"):
         (tmp_path / f"{net}.lz4").write_bytes(b"not lz4")
     with pytest.raises(ModelError, match="pnet.lz4"):
-        create_detector(DetectorConfig(name="mtcnn"), tmp_path)
+        build("mtcnn", tmp_path)
 
 
 def test_corrupt_onnx_raises_model_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx file")
     with pytest.raises(ModelError, match="bad.onnx"):
-        create_detector(DetectorConfig(name="yunet"), bad)
+        build("yunet", bad)
     pytest.importorskip("onnxruntime")
     with pytest.raises(ModelError, match="bad.onnx"):
-        create_detector(DetectorConfig(name="scrfd"), bad)
+        build("scrfd", bad)
 
 
 def test_scrfd_without_onnxruntime_names_the_extra(
@@ -298,7 +329,7 @@ def test_scrfd_without_onnxruntime_names_the_extra(
     model.write_bytes(b"x")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(BackendUnavailableError, match=r"cctv-sr\[onnx\]"):
-        create_detector(DetectorConfig(name="scrfd"), model)
+        build("scrfd", model)
 
 
 def test_scrfd_layouts(group_photo: np.ndarray) -> None:

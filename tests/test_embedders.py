@@ -22,11 +22,19 @@ from cctv_sr.config import DetectorConfig, EmbedderConfig
 from cctv_sr.data.synth import T1_FACE_BOXES
 from cctv_sr.detect import create_detector
 from cctv_sr.embed import EMBEDDERS, FaceEmbedder, create_embedder
-from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError
+from cctv_sr.errors import BackendUnavailableError, ConfigError, ContractError, ModelError
 from cctv_sr.face.align import similarity_to_template, warp_face
 
 MOBILEFACENET = "models/mobilefacenet/MobileFaceNet.onnx"
 _CACHE: dict[str, FaceEmbedder] = {}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the user's model dirs or cache, and none downloads from the internet."""
+    monkeypatch.delenv("CCTV_SR_MODELS", raising=False)
+    monkeypatch.setenv("CCTV_SR_OFFLINE", "1")
+    monkeypatch.setenv("CCTV_SR_CACHE", str(tmp_path / "cache"))
 
 
 def make(name: str) -> FaceEmbedder:
@@ -37,7 +45,8 @@ def make(name: str) -> FaceEmbedder:
         if name != "dlib":
             pytest.importorskip("onnxruntime")
             path = shared_path(MOBILEFACENET)
-        _CACHE[name] = create_embedder(EmbedderConfig(name=name, batch_size=4), path)
+        cfg = EmbedderConfig(name=name, batch_size=4, model_path=str(path) if path else "")
+        _CACHE[name] = create_embedder(cfg)
     return _CACHE[name]
 
 
@@ -243,7 +252,7 @@ def test_arcface_adapter_batching_and_normalisation(tmp_path: Path, batch: int |
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.onnx"
     conv_w, fc_w = write_tiny_model(path, batch, rng)
-    emb = create_embedder(EmbedderConfig(name="arcface", batch_size=2), path)
+    emb = create_embedder(EmbedderConfig(name="arcface", batch_size=2, model_path=str(path)))
     assert emb.dim == 16 and emb.fixed_batch == batch  # type: ignore[attr-defined]
     crops = rng.integers(0, 256, (5, 112, 112, 3), dtype=np.uint8)
     for n in (0, 1, 3, 5):
@@ -282,16 +291,16 @@ def test_onnxruntime_missing(name: str, monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_bad_crops_and_similarity() -> None:
     emb = make("dlib")
-    with pytest.raises(ConfigError, match="uint8"):
+    with pytest.raises(ContractError, match="uint8"):
         emb.embed(np.zeros((1, 112, 112, 3), np.float32))
-    with pytest.raises(ConfigError, match=r"crop\[None\]"):
+    with pytest.raises(ContractError, match=r"crop\[None\]"):
         emb.embed(np.zeros((112, 112, 3), np.uint8))
-    with pytest.raises(ConfigError, match="shape"):
+    with pytest.raises(ContractError, match="shape"):
         emb.embed(np.zeros((1, 112, 100, 3), np.uint8))
     with pytest.raises(ConfigError, match="150x150"):
         emb.descriptors_of_chips(np.zeros((1, 112, 112, 3), np.uint8))
     assert emb.embed([]).shape == (0, 128)
     a = np.eye(3, dtype=np.float32)
     np.testing.assert_allclose(FaceEmbedder.similarity(a, a[:2]), a[:, :2])
-    with pytest.raises(ConfigError, match="sizes differ"):
+    with pytest.raises(ContractError, match="sizes differ"):
         FaceEmbedder.similarity(a, np.ones((1, 4), np.float32))

@@ -12,9 +12,9 @@ import pytest
 from conftest import shared_path
 
 from cctv_sr.config import SRConfig
-from cctv_sr.errors import ConfigError, ModelError
-from cctv_sr.models.weights import get_manifest
-from cctv_sr.sr import SR_BACKENDS, SR_DEFAULT_MANIFEST, SuperResolver, create_super_resolver
+from cctv_sr.errors import ConfigError, ContractError, ModelError
+from cctv_sr.models import registry
+from cctv_sr.sr import SR_BACKENDS, SuperResolver, create_super_resolver
 from cctv_sr.sr.bicubic import BicubicSR
 
 SR_DIR = "models/opencv_dnn_superres"
@@ -53,10 +53,12 @@ def test_registry_is_lazy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.startswith("False")
-    for name, manifest in SR_DEFAULT_MANIFEST.items():
-        assert name in SR_BACKENDS
-        assert get_manifest(manifest).backend == "opencv_sr"
-    assert set(SR_BACKENDS) - set(SR_DEFAULT_MANIFEST) == {"bicubic"}
+    defaults = {name: registry.default_manifest("sr", name) for name in SR_BACKENDS}
+    assert {name for name, m in defaults.items() if m is None} == {"bicubic"}
+    for name, manifest in defaults.items():
+        if manifest is not None:
+            spec = manifest.model_spec()
+            assert manifest.backend == "opencv_sr" and spec.arch == name.split("_")[0]
 
 
 def test_unknown_name_suggests() -> None:
@@ -98,7 +100,7 @@ def test_no_upscale_needed_only_resizes() -> None:
      np.zeros((2, 16, 12, 3), np.uint8)],
 )
 def test_bad_input_raises(bad: np.ndarray) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ContractError):
         BicubicSR(SRConfig()).upscale(bad, 128)
 
 
@@ -148,8 +150,35 @@ def test_corrupt_model_names_file(tmp_path: Path) -> None:
 
 def test_algorithm_and_file_disagree() -> None:
     path = shared_path(f"{SR_DIR}/ESPCN_x4.pb")
-    with pytest.raises(ModelError, match="ESPCN_x4.pb: file name says espcn"):
+    with pytest.raises(ModelError, match="ESPCN_x4.pb: model 'espcn_x4' is espcn x4, but "
+                                         "sr.name selects lapsrn"):
         create_super_resolver(SRConfig(name="lapsrn", model_path=str(path)))
+
+
+@pytest.mark.parametrize(
+    ("file_name", "algo", "expected"),
+    [
+        ("LapSRN_x8.pb", "lapsrn", 8),  # a shipped file: its manifest's spec says x8
+        ("ESPCN_x4.pb", "espcn", 4),
+        ("my_espcn_x3.pb", "espcn", 3),  # no manifest lists it: the file name
+        ("weights.pb", "fsrcnn", 4),  # neither: the default manifest's spec
+    ],
+)
+def test_scale_comes_from_the_spec(file_name: str, algo: str, expected: int) -> None:
+    from cctv_sr.sr.opencv_sr import scale_of
+
+    default = registry.default_manifest("sr", algo)
+    assert default is not None
+    assert scale_of(Path(file_name), algo, default) == expected
+
+
+def test_unlisted_file_name_must_match_the_algorithm() -> None:
+    from cctv_sr.sr.opencv_sr import scale_of
+
+    x8 = registry.default_manifest("sr", "lapsrn_x8")
+    assert x8 is not None and x8.model_spec().scale == 8
+    with pytest.raises(ModelError, match="file name says espcn"):
+        scale_of(Path("ESPCN_x2.pb"), "lapsrn", x8)
 
 
 # ------------------------------------------------------------------------------ quality

@@ -1,13 +1,17 @@
-"""Model manifests and weight resolution: parsing, hashes, search order, real local downloads."""
+"""Model manifests and weight resolution: parsing, hashes, search order, real local downloads,
+and the ``cctv-sr models`` catalogue."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import http.server
 import importlib.util
+import json
 import logging
 import os
 import re
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,20 +21,18 @@ from pathlib import Path
 import pytest
 from conftest import shared_path
 
+from cctv_sr.cli.models import COLUMNS, format_table, run_models
 from cctv_sr.errors import ModelError
-from cctv_sr.models.weights import (
+from cctv_sr.models.catalog import describe_models, fetch_model
+from cctv_sr.models.manifest import (
     ModelFile,
     ModelManifest,
-    cache_dir,
-    describe_models,
-    fetch_model,
     get_manifest,
     load_manifest_file,
     load_manifests,
     parse_manifest,
-    resolve_file,
-    sha256_file,
 )
+from cctv_sr.models.resolve import cache_root, model_cache_dir, resolve_file, sha256_file
 
 PAYLOAD = b"cctv-sr test weights\n" * 100
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -221,7 +223,7 @@ def test_resolution_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     explicit = _write(tmp_path / "mine" / "whatever.bin", b"user weights")
     models = tmp_path / "models"
     in_models = _write(models / "toy" / "toy.bin", data)
-    in_cache = _write(cache_dir() / "toy" / "toy.bin", data)
+    in_cache = _write(model_cache_dir() / "toy" / "toy.bin", data)
     monkeypatch.setenv("CCTV_SR_MODELS", str(models))
 
     assert resolve_file(m, explicit=explicit) == explicit
@@ -234,12 +236,18 @@ def test_resolution_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert resolve_file(replace(m, files=(replace(m.files[0], package=""),))) == in_cache
 
 
-def test_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cache_env_is_the_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cctv_sr.evaluate.oracle import eval_cache_dir
+
     monkeypatch.delenv("CCTV_SR_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_dir() == tmp_path / "xdg" / "cctv-sr" / "models"
+    assert cache_root() == tmp_path / "xdg" / "cctv-sr"
+    assert model_cache_dir() == tmp_path / "xdg" / "cctv-sr" / "models"
+    assert eval_cache_dir() == tmp_path / "xdg" / "cctv-sr" / "eval"
     monkeypatch.setenv("CCTV_SR_CACHE", str(tmp_path / "c"))
-    assert cache_dir() == tmp_path / "c"
+    assert cache_root() == tmp_path / "c"
+    assert model_cache_dir() == tmp_path / "c" / "models"
+    assert eval_cache_dir() == tmp_path / "c" / "eval"
 
 
 def test_explicit_missing_and_foreign(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -247,7 +255,7 @@ def test_explicit_missing_and_foreign(tmp_path: Path, caplog: pytest.LogCaptureF
     with pytest.raises(ModelError, match=re.escape(str(missing))):
         resolve_file(_manifest(), explicit=missing)
     own = _write(tmp_path / "own.bin", b"different weights")
-    with caplog.at_level(logging.INFO, logger="cctv_sr.models.weights"):
+    with caplog.at_level(logging.INFO, logger="cctv_sr.models.resolve"):
         assert resolve_file(_manifest(), explicit=own) == own
     assert "sha256 differs" in caplog.text
 
@@ -261,7 +269,7 @@ def test_mismatching_local_file_is_rejected(
         monkeypatch.setenv("CCTV_SR_MODELS", str(tmp_path / "models"))
         _write(tmp_path / "models" / "toy.bin", bad)
     else:
-        _write(cache_dir() / "toy" / "toy.bin", bad)
+        _write(model_cache_dir() / "toy" / "toy.bin", bad)
     with pytest.raises(ModelError) as info:
         resolve_file(_manifest())
     assert PAYLOAD_SHA in str(info.value)
@@ -338,9 +346,9 @@ def test_download_success(http_root: tuple[str, Path]) -> None:
     _write(root / "toy.bin")
     m = _manifest(url=f"{base}/toy.bin")
     path = resolve_file(m, allow_download=True, progress=False)
-    assert path == cache_dir() / "toy" / "toy.bin"
+    assert path == model_cache_dir() / "toy" / "toy.bin"
     assert path.read_bytes() == PAYLOAD and sha256_file(path) == PAYLOAD_SHA
-    assert [p.name for p in _leftovers(cache_dir() / "toy")] == ["toy.bin"]
+    assert [p.name for p in _leftovers(model_cache_dir() / "toy")] == ["toy.bin"]
     (root / "toy.bin").unlink()  # a second call is served from the cache
     assert resolve_file(m, allow_download=True, progress=False) == path
 
@@ -359,7 +367,7 @@ def test_download_sha_mismatch_leaves_nothing(http_root: tuple[str, Path]) -> No
         resolve_file(_manifest(url=f"{base}/toy.bin"), allow_download=True, progress=False)
     assert PAYLOAD_SHA in str(info.value)
     assert hashlib.sha256(b"tampered").hexdigest() in str(info.value)
-    assert [p for p in _leftovers(cache_dir()) if p.is_file()] == []
+    assert [p for p in _leftovers(model_cache_dir()) if p.is_file()] == []
 
 
 def test_download_404(http_root: tuple[str, Path]) -> None:
@@ -369,4 +377,98 @@ def test_download_404(http_root: tuple[str, Path]) -> None:
         resolve_file(_manifest(url=url), allow_download=True, progress=False)
     text = str(info.value)
     assert url in text and "404" in text and "CCTV_SR_MODELS" in text and "\n" not in text
-    assert [p for p in _leftovers(cache_dir()) if p.is_file()] == []
+    assert "toy.bin" in text and "'toy'" in text  # the file and the model it is for
+    assert [p for p in _leftovers(model_cache_dir()) if p.is_file()] == []
+
+
+class _BrokenHandler(_QuietHandler):
+    """``/cut``: promises the whole payload, sends 10 bytes and closes; ``/drop``: closes
+    without answering."""
+
+    def do_GET(self) -> None:
+        if self.path == "/cut":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            self.wfile.write(PAYLOAD[:10])
+            self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(2)
+
+
+@pytest.fixture
+def broken_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BrokenHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("path", ["/cut", "/drop"])
+def test_download_cut_short_names_the_file(broken_server: str, path: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CCTV_SR_OFFLINE")
+    m = _manifest(url=f"{broken_server}{path}")
+    with pytest.raises(ModelError) as info:
+        fetch_model(m, progress=False)  # the `cctv-sr models fetch` path
+    text = str(info.value)
+    assert "toy.bin" in text and "'toy'" in text and path in text and "\n" not in text
+    assert [p for p in _leftovers(model_cache_dir()) if p.is_file()] == []
+
+
+# ------------------------------------------------------------------------------ models list
+
+
+def test_models_list_rows_say_how_to_use_each_model() -> None:
+    rows = {r.name: r for r in describe_models()}
+    assert [u.cli for u in rows["yunet_2023mar"].serves] == ["--detector yunet"]
+    assert [u.cli for u in rows["mtcnn"].serves] == ["--detector mtcnn"]
+    assert [u.cli for u in rows["lapsrn_x8"].serves] == ["--sr lapsrn_x8"]
+    assert [u.cli for u in rows["dlib"].serves] == ["--embedder dlib"]
+    other = rows["yunet_n"].serves
+    assert [(u.backend, u.default) for u in other] == [("yunet", False)]
+    assert other[0].cli == "--detector yunet --detector-model yunet_n_dynamic.onnx"
+    assert {u.backend for u in rows["scrfd_10g"].serves} == {"scrfd"}
+    assert all(r.serves for r in rows.values())
+
+
+def test_models_list_table_has_a_header_and_whole_words() -> None:
+    rows = describe_models()
+    lines = format_table(rows).splitlines()
+    assert lines[0].split() == ["MODEL", "TASK", "USE", "WITH", "LICENCE", "FILE"]
+    start = lines[0].index("LICENCE")
+    width = dict(COLUMNS)["LICENCE"]
+    licences: dict[str, list[str]] = {}
+    model = ""
+    for line in lines[1:]:
+        model = line[:start].split()[0] if line[:1].strip() else model
+        licences.setdefault(model, []).append(line[start:start + width].strip())
+    assert set(licences) == {r.name for r in rows}
+    for r in rows:  # each licence in full, wrapped between words
+        assert " ".join(p for p in licences[r.name] if p) == " ".join(r.license.split())
+
+
+def test_models_list_json_has_the_same_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_models(argparse.Namespace(models_cmd="list", json=True)) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    yunet = rows["yunet_2023mar"]
+    assert yunet["license"] == get_manifest("yunet_2023mar").license
+    assert yunet["license_url"].startswith("https://")
+    assert yunet["serves"] == [{"kind": "detector", "backend": "yunet", "default": True,
+                                "cli": "--detector yunet"}]
+
+
+def test_models_list_into_a_closed_pipe_is_quiet() -> None:
+    code = "import sys; from cctv_sr.cli.main import main; sys.exit(main(['models', 'list']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # like `| head -0`: gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -1,7 +1,9 @@
 """Face detectors behind one interface (:class:`FaceDetector`).
 
-Backends are imported lazily: ``DETECTORS`` maps a detector name to ``"module:ClassName"``
-and :func:`create_detector` imports only the one asked for.
+Detectors are rows of the one backend registry (:mod:`cctv_sr.models.registry`): imported only
+when chosen, their weights resolved the same way as every backend's (``detector.model_path``,
+else the default manifest's file through ``$CCTV_SR_MODELS``, an installed package, the cache
+or a download). ``DETECTORS`` is a read-only view ``name -> "module:Class"`` of those rows.
 
 Example::
 
@@ -14,27 +16,20 @@ Example::
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cctv_sr.config import DetectorConfig
 from cctv_sr.detect.base import FaceDetector
-from cctv_sr.models.lazy import load_backend
+from cctv_sr.models import registry
 
-DETECTORS: dict[str, str] = {
-    "mtcnn": "cctv_sr.detect.mtcnn:MtcnnDetector",
-    "yunet": "cctv_sr.detect.yunet:YunetDetector",
-    "scrfd": "cctv_sr.detect.scrfd:ScrfdDetector",
-}
+DETECTORS = registry.BackendTable("detector")
 
-__all__ = ["DETECTORS", "FaceDetector", "create_detector", "detector_class"]
+__all__ = ["DETECTORS", "FaceDetector", "create_detector"]
 
 
-def detector_class(name: str) -> type[FaceDetector]:
-    """The detector class registered as ``name`` (imports its module)."""
-    cls: type[FaceDetector] = load_backend(DETECTORS, name, "detector", "detector.name")
-    return cls
+def create_detector(cfg: DetectorConfig) -> FaceDetector:
+    """The detector ``cfg.name`` selects, its weights resolved (``cfg.model_path`` first).
 
-
-def create_detector(cfg: DetectorConfig, model_path: Path | None = None) -> FaceDetector:
-    """A detector for ``cfg.name``; ``model_path`` overrides ``cfg.model_path``."""
-    return detector_class(cfg.name)(cfg, model_path)
+    Unknown names raise :class:`~cctv_sr.errors.ConfigError` with a suggestion; missing weights
+    raise :class:`~cctv_sr.errors.ModelError` naming the file and where to get it.
+    """
+    # an abstract base is what is checked against; mypy wants concrete classes here (#4717)
+    return registry.build("detector", cfg, FaceDetector)  # type: ignore[type-abstract]

@@ -11,7 +11,6 @@ import numpy as np
 
 from cctv_sr.config import DetectorConfig
 from cctv_sr.errors import ContractError, ModelError
-from cctv_sr.models.lazy import given_model_path
 from cctv_sr.records import FaceDetections
 
 log = logging.getLogger(__name__)
@@ -21,8 +20,10 @@ class FaceDetector(abc.ABC):
     """A batched face detector with 5-point landmarks.
 
     Subclasses set ``name`` and fill ``model_files`` with the weight files they actually
-    loaded (for run provenance). ``model_path`` overrides ``cfg.model_path``; an empty
-    ``cfg.model_path`` and no ``model_path`` means the backend's default (if it has one).
+    loaded (for run provenance). ``model_path`` is the weights file, already resolved by
+    :func:`cctv_sr.detect.create_detector` from ``cfg.model_path`` or the default manifest;
+    backends never look for weights themselves (None: the backend's built-in default, e.g.
+    MTCNN's packaged weights, or an error for backends that need a file).
     """
 
     name: str = ""
@@ -32,9 +33,16 @@ class FaceDetector(abc.ABC):
     track_high_thresh: float = 0.7  # continue and match tracks in the first tier
     track_new_thresh: float = 0.8  # start a new track
 
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise :class:`~cctv_sr.errors.BackendUnavailableError` (naming what to install) when
+        an optional dependency of this backend is missing. The registry calls it before it
+        resolves weights, so nothing is downloaded for a backend that cannot run."""
+        return None  # no optional dependency unless a backend says so
+
     def __init__(self, cfg: DetectorConfig, model_path: Path | None = None) -> None:
         self.cfg = cfg
-        self.model_path: Path | None = given_model_path(model_path, cfg.model_path)
+        self.model_path: Path | None = None if model_path is None else Path(model_path)
         self.model_files = ()
 
     @abc.abstractmethod

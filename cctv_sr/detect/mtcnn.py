@@ -118,7 +118,8 @@ class MtcnnDetector(FaceDetector):
         self.num_threads = num_threads
         arrays, files = load_all(self.model_path)
         self.pnet, self.rnet, self.onet = build_nets(arrays, self.device)
-        self.pnet.to(memory_format=torch.channels_last)
+        # torch's stubs lack Module.to(memory_format=...), which torch supports at runtime
+        self.pnet.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.pnet_budget = PNET_BUDGET.get(self.device.type, PNET_BUDGET["cpu"])
         self.net_chunk = NET_CHUNK.get(self.device.type, NET_CHUNK["cpu"])
         self.model_files = files
@@ -195,11 +196,11 @@ class MtcnnDetector(FaceDetector):
                 b, y, x = hit[:, 0], hit[:, 1], hit[:, 2]
                 score = prob[b, y, x].cpu().numpy()
                 off = reg[b, :, y, x].cpu().numpy()
-                b, y, x = (t.cpu().numpy() for t in (b, y + row0, x))
-                win = np.stack([x * STRIDE / sx, y * STRIDE / sy,
-                                (x * STRIDE + CELL) / sx, (y * STRIDE + CELL) / sy], axis=1)
-                keep = batched_nms(win, score, b, 0.5)
-                frames.append(b[keep] + first)
+                nb, ny, nx = (t.cpu().numpy() for t in (b, y + row0, x))
+                win = np.stack([nx * STRIDE / sx, ny * STRIDE / sy,
+                                (nx * STRIDE + CELL) / sx, (ny * STRIDE + CELL) / sy], axis=1)
+                keep = batched_nms(win, score, nb, 0.5)
+                frames.append(nb[keep] + first)
                 boxes.append(win[keep])
                 offsets.append(off[keep])
                 scores.append(score[keep])

@@ -141,6 +141,7 @@ class _KerasNet(nn.Module):
                 layer = getattr(self, name)
                 if isinstance(layer, nn.Conv2d):
                     layer.weight.copy_(torch.from_numpy(next(it).transpose(3, 2, 0, 1).copy()))
+                    assert layer.bias is not None  # every conv here is built with a bias
                     layer.bias.copy_(torch.from_numpy(next(it)))
                 elif isinstance(layer, nn.Linear):
                     layer.weight.copy_(torch.from_numpy(next(it).T.copy()))

@@ -42,6 +42,11 @@ class ScrfdDetector(FaceDetector):
     track_high_thresh = 0.5
     track_new_thresh = 0.6
 
+    @classmethod
+    def check_available(cls) -> None:
+        """BackendUnavailableError (naming the extra) unless onnxruntime imports."""
+        import_onnxruntime("scrfd")
+
     def __init__(
         self,
         cfg: DetectorConfig,

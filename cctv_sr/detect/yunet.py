@@ -28,8 +28,9 @@ KPS_ORDER = [0, 1, 2, 3, 4]
 class YunetDetector(FaceDetector):
     """YuNet (libfacedetection) via ``cv2.FaceDetectorYN``; one image per network call.
 
-    ``model_path`` (or ``cfg.model_path``) must name the ONNX file, for example
-    ``face_detection_yunet_2023mar.onnx``. Detections whose box is smaller than
+    ``model_path`` is the ONNX file (:func:`~cctv_sr.detect.create_detector` resolves
+    ``detector.model_path``, else ``yunet_2023mar``'s
+    ``face_detection_yunet_2023mar.onnx``). Detections whose box is smaller than
     ``cfg.min_face_px`` are dropped. OpenCV's DNN runs on the CPU here (``cfg.device`` is
     ignored).
     """
@@ -38,14 +39,19 @@ class YunetDetector(FaceDetector):
     track_high_thresh = 0.6
     track_new_thresh = 0.7
 
-    def __init__(self, cfg: DetectorConfig, model_path: Path | None = None) -> None:
-        super().__init__(cfg, model_path)
-        path = require_file(self.model_path, "yunet",
-                            " (e.g. shared/models/yunet_2023mar/face_detection_yunet_2023mar.onnx)")
+    @classmethod
+    def check_available(cls) -> None:
+        """BackendUnavailableError unless this OpenCV has ``cv2.FaceDetectorYN``."""
         if not hasattr(cv2, "FaceDetectorYN"):
             raise BackendUnavailableError(
                 "yunet needs cv2.FaceDetectorYN: pip install 'opencv-contrib-python-headless>=4.8'"
             )
+
+    def __init__(self, cfg: DetectorConfig, model_path: Path | None = None) -> None:
+        super().__init__(cfg, model_path)
+        path = require_file(self.model_path, "yunet",
+                            " (e.g. shared/models/yunet_2023mar/face_detection_yunet_2023mar.onnx)")
+        self.check_available()
         try:
             # OpenCV applies its score cut before NMS; use the caller's cut for both.
             # OpenCV 5 warns on every create that its new graph engine ignores targets; that

@@ -1,7 +1,9 @@
 """Face embedders behind one batched interface (:class:`FaceEmbedder`).
 
-Backends are imported lazily: ``EMBEDDERS`` maps an embedder name to ``"module:ClassName"``
-and :func:`create_embedder` imports only the one asked for.
+Embedders are rows of the one backend registry (:mod:`cctv_sr.models.registry`): imported only
+when chosen, their weights resolved the same way as every backend's (``embedder.model_path``,
+else the default manifest's file). ``EMBEDDERS`` is a read-only view ``name -> "module:Class"``
+of those rows.
 
 Example::
 
@@ -15,38 +17,17 @@ Example::
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cctv_sr.config import EmbedderConfig
 from cctv_sr.embed.base import FaceEmbedder
-from cctv_sr.models.lazy import load_backend
+from cctv_sr.models import registry
 
-EMBEDDERS: dict[str, str] = {
-    "dlib": "cctv_sr.embed.dlib_resnet:DlibEmbedder",
-    "arcface": "cctv_sr.embed.onnx_arcface:ArcFaceEmbedder",
-    "mobilefacenet": "cctv_sr.embed.onnx_arcface:MobileFaceNetEmbedder",
-}
+EMBEDDERS = registry.BackendTable("embedder")
 
-# Manifest whose default file each embedder loads when no model_path is given.
-EMBEDDER_DEFAULT_MANIFEST: dict[str, str] = {
-    "dlib": "dlib",
-    "arcface": "arcface_r50",
-    "mobilefacenet": "mobilefacenet",
-}
-
-__all__ = [
-    "EMBEDDERS", "EMBEDDER_DEFAULT_MANIFEST", "FaceEmbedder", "create_embedder",
-    "embedder_class",
-]
+__all__ = ["EMBEDDERS", "FaceEmbedder", "create_embedder"]
 
 
-def embedder_class(name: str) -> type[FaceEmbedder]:
-    """The embedder class registered as ``name`` (imports its module)."""
-    cls: type[FaceEmbedder] = load_backend(EMBEDDERS, name, "embedder", "embedder.name")
-    return cls
-
-
-def create_embedder(cfg: EmbedderConfig, model_path: Path | None = None) -> FaceEmbedder:
-    """An embedder for ``cfg.name``; ``model_path`` overrides ``cfg.model_path``, and with
-    neither the backend resolves its manifest's default file."""
-    return embedder_class(cfg.name)(cfg, model_path)
+def create_embedder(cfg: EmbedderConfig) -> FaceEmbedder:
+    """The embedder ``cfg.name`` selects, its weights resolved (``cfg.model_path`` first);
+    unknown names raise :class:`~cctv_sr.errors.ConfigError` with a suggestion."""
+    # an abstract base is what is checked against; mypy wants concrete classes here (#4717)
+    return registry.build("embedder", cfg, FaceEmbedder)  # type: ignore[type-abstract]

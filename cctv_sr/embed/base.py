@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 
 from cctv_sr.config import EmbedderConfig
-from cctv_sr.errors import ConfigError, ContractError
-from cctv_sr.models.lazy import given_model_path
-from cctv_sr.models.weights import ModelManifest, sha256_file
+from cctv_sr.errors import ConfigError, ContractError, ModelError
+from cctv_sr.models import registry
+from cctv_sr.models.manifest import ModelManifest
+from cctv_sr.models.resolve import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,9 @@ class FaceEmbedder(abc.ABC):
 
     Subclasses set ``name`` and ``dim`` and, once the weights are loaded, ``model_files``
     (the files actually read, for run provenance) and ``version`` (manifest version plus the
-    weight file's sha256 prefix). ``model_path`` overrides ``cfg.model_path``; when both are
-    empty the backend resolves its manifest's default file.
+    weight file's sha256 prefix). ``model_path`` is the weights file, already resolved by
+    :func:`cctv_sr.embed.create_embedder` from ``cfg.model_path`` or the default manifest;
+    embedders never look for weights themselves.
 
     Embeddings of different backends live in different spaces: compare vectors of one backend
     only, with :meth:`similarity` (cosine), and calibrate the match threshold per backend.
@@ -37,12 +39,34 @@ class FaceEmbedder(abc.ABC):
     version: str = ""
     model_files: tuple[Path, ...] = ()
 
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise :class:`~cctv_sr.errors.BackendUnavailableError` (naming what to install) when
+        an optional dependency of this backend is missing. The registry calls it before it
+        resolves weights, so nothing is downloaded for a backend that cannot run."""
+        return None  # no optional dependency unless a backend says so
+
     def __init__(self, cfg: EmbedderConfig, model_path: Path | None = None) -> None:
         if cfg.batch_size < 1:
             raise ConfigError(f"embedder.batch_size must be >= 1, got {cfg.batch_size}")
         self.cfg = cfg
-        self.model_path: Path | None = given_model_path(model_path, cfg.model_path)
+        self.model_path: Path | None = None if model_path is None else Path(model_path)
         self.model_files = ()
+
+    def require_model_path(self) -> Path:
+        """``model_path``, or ModelError when the embedder was built without one."""
+        if self.model_path is None:
+            raise ModelError(f"{self.name}: no model file given (build embedders with "
+                             "cctv_sr.embed.create_embedder, which resolves the weights)")
+        return self.model_path
+
+    def default_manifest(self) -> ModelManifest:
+        """The manifest this embedder loads by default (registry row ``embedder``/``name``):
+        its version and :class:`~cctv_sr.models.spec.ModelSpec` describe the architecture."""
+        manifest = registry.default_manifest("embedder", self.name)
+        if manifest is None:
+            raise ModelError(f"embedder '{self.name}' has no default manifest in the registry")
+        return manifest
 
     @abc.abstractmethod
     def embed(self, crops: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from cctv_sr.config import EmbedderConfig
 from cctv_sr.embed.base import FaceEmbedder, check_crops, chunks, l2_normalise, model_version
 from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError
 from cctv_sr.face.align import TEMPLATE_SIDE, affine_scale
-from cctv_sr.models.weights import get_manifest, resolve_file
+from cctv_sr.models.resolve import resolve_file
 
 log = logging.getLogger(__name__)
 
@@ -117,19 +117,24 @@ def import_dlib() -> Any:
 class DlibEmbedder(FaceEmbedder):
     """dlib_face_recognition_resnet_model_v1, 128-d, CPU (dlib runs its own threads).
 
-    Weights: ``model_path`` or the ``dlib`` manifest's default file (shipped by the
+    Weights: ``model_path``, which :func:`~cctv_sr.embed.create_embedder` resolves to
+    ``embedder.model_path`` or the ``dlib`` manifest's default file (shipped by the
     ``face_recognition_models`` package, found without importing it).
     """
 
     name = "dlib"
     dim = 128
-    manifest_name = "dlib"
+
+    @classmethod
+    def check_available(cls) -> None:
+        """BackendUnavailableError (naming what to install) unless dlib imports."""
+        import_dlib()
 
     def __init__(self, cfg: EmbedderConfig, model_path: Path | None = None) -> None:
         super().__init__(cfg, model_path)
         dlib = import_dlib()
-        manifest = get_manifest(self.manifest_name)
-        path = resolve_file(manifest, explicit=self.model_path)
+        manifest = self.default_manifest()
+        path = self.require_model_path()
         try:
             self._net = dlib.face_recognition_model_v1(str(path))
         except RuntimeError as exc:

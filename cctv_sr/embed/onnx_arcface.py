@@ -1,9 +1,12 @@
 """Face recognition ONNX models through onnxruntime: InsightFace ArcFace and MobileFaceNet.
 
 :class:`OnnxEmbedder` is generic over recognition models with one NCHW image input (square,
-read from the model, 112 for both) and one ``(N, D)`` output. A dynamic batch dimension is
-used in chunks of ``cfg.batch_size``; a fixed one (MobileFaceNet's export takes batch 1 only)
-is fed that many crops per run, the last run padded. Subclasses set the normalisation:
+read from the model, else from the manifest's spec: 112 for both) and one ``(N, D)`` output.
+A dynamic batch dimension is used in chunks of ``cfg.batch_size``; a fixed one (MobileFaceNet's
+export takes batch 1 only) is fed that many crops per run, the last run padded. The channel
+order and, when the model leaves H and W dynamic, the input side come from the default
+manifest's :class:`~cctv_sr.models.spec.ModelSpec` (``colour``, ``input_sides``); subclasses
+set the normalisation:
 
 * ``arcface`` (InsightFace recognition models such as ``w600k_r50.onnx`` of ``buffalo_l``,
   manifest ``arcface_r50``): RGB, ``(x - 127.5) / 127.5``.
@@ -32,31 +35,36 @@ from cctv_sr.embed.base import (
 )
 from cctv_sr.errors import ModelError
 from cctv_sr.models.ort import choose_providers, import_onnxruntime
-from cctv_sr.models.weights import get_manifest, resolve_file
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIDE = 112  # input side when the model leaves H and W dynamic
+DEFAULT_SIDE = 112  # input side when neither the model nor its spec gives one
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class OnnxEmbedder(FaceEmbedder):
-    """A recognition ONNX model: ``(N, 3, S, S)`` RGB input, ``(N, D)`` output.
+    """A recognition ONNX model: ``(N, 3, S, S)`` input in the spec's colour order, ``(N, D)``
+    output.
 
-    ``mean`` and ``std`` are per RGB channel on the 0-255 scale: the model sees
-    ``(rgb - mean) / std``.
+    ``mean`` and ``std`` are per input channel (in the model's colour order) on the 0-255
+    scale: the model sees ``(x - mean) / std``.
     """
 
-    manifest_name: str = ""
     mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+
+    @classmethod
+    def check_available(cls) -> None:
+        """BackendUnavailableError (naming the extra) unless onnxruntime imports."""
+        import_onnxruntime(f"the {cls.name} embedder")
 
     def __init__(self, cfg: EmbedderConfig, model_path: Path | None = None) -> None:
         super().__init__(cfg, model_path)
         ort = import_onnxruntime(f"the {self.name} embedder")
-        manifest = get_manifest(self.manifest_name)
-        path = resolve_file(manifest, explicit=self.model_path)
+        manifest = self.default_manifest()
+        self.spec = manifest.model_spec()
+        path = self.require_model_path()
         options = ort.SessionOptions()
         if cfg.num_threads > 0:
             options.intra_op_num_threads = cfg.num_threads
@@ -84,7 +92,12 @@ class OnnxEmbedder(FaceEmbedder):
         height, width = shape[2], shape[3]
         if isinstance(height, int) and isinstance(width, int) and height != width:
             raise ModelError(f"{path}: expected a square input, got {height}x{width}")
-        self.input_side = height if isinstance(height, int) else DEFAULT_SIDE
+        # The file's own fixed side is what it accepts; the spec decides only when it is dynamic.
+        spec_side = self.spec.input_sides[0] if self.spec.input_sides else DEFAULT_SIDE
+        self.input_side = height if isinstance(height, int) else spec_side
+        if self.spec.input_sides and self.input_side not in self.spec.input_sides:
+            log.warning("%s: input side %d, but the %s spec says %s", path, self.input_side,
+                        self.name, self.spec.input_sides)
         self.fixed_batch: int | None = shape[0] if isinstance(shape[0], int) else None
         self._input_name = inp.name
         self._output_name = outputs[0].name
@@ -100,12 +113,14 @@ class OnnxEmbedder(FaceEmbedder):
         return np.asarray(out, np.float32).reshape(len(batch), -1)
 
     def preprocess(self, crops: np.ndarray) -> np.ndarray:
-        """Model input ``(N, 3, S, S)`` of canonical BGR crops: resized, RGB, normalised."""
+        """Model input ``(N, 3, S, S)`` of canonical BGR crops: resized, in the spec's colour
+        order, normalised."""
         crops = resize_crops(check_crops(crops), self.input_side)
-        rgb = crops[..., ::-1].astype(np.float32)
-        rgb -= np.asarray(self.mean, np.float32)
-        rgb /= np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(rgb.transpose(0, 3, 1, 2)).astype(self._dtype, copy=False)
+        ordered = crops[..., ::-1] if self.spec.colour == "rgb" else crops
+        x = ordered.astype(np.float32)
+        x -= np.asarray(self.mean, np.float32)
+        x /= np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(self._dtype, copy=False)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """L2-normalised embeddings ``(N, dim)`` float32 of canonical BGR crops."""
@@ -131,7 +146,6 @@ class ArcFaceEmbedder(OnnxEmbedder):
 
     name = "arcface"
     dim = 512
-    manifest_name = "arcface_r50"
 
 
 class MobileFaceNetEmbedder(OnnxEmbedder):
@@ -139,7 +153,6 @@ class MobileFaceNetEmbedder(OnnxEmbedder):
 
     name = "mobilefacenet"
     dim = 128
-    manifest_name = "mobilefacenet"
     mean = (255.0 * IMAGENET_MEAN[0], 255.0 * IMAGENET_MEAN[1], 255.0 * IMAGENET_MEAN[2])
     std = (255.0 * IMAGENET_STD[0], 255.0 * IMAGENET_STD[1], 255.0 * IMAGENET_STD[2])
 

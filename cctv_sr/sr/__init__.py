@@ -1,54 +1,31 @@
-"""Super-resolution backends, looked up by name and imported only when chosen.
+"""Super-resolution backends behind one interface (:class:`SuperResolver`).
 
-``SR_BACKENDS`` maps an ``sr.name`` setting to a lazy ``"module:ClassName"`` string;
-``SR_DEFAULT_MANIFEST`` maps the names that need weights to the manifest of their default file
-(see :mod:`cctv_sr.models.weights`). The OpenCV baselines use one model file per instance and
-take the
-scale from the file (``lapsrn`` is LapSRN x4; choose ``lapsrn_x8`` or set ``sr.model_path`` to a
-``LapSRN_x8.pb`` for x8).
+SR backends are rows of the one backend registry (:mod:`cctv_sr.models.registry`): imported
+only when chosen, their weights resolved the same way as every backend's (``sr.model_path``,
+else the default manifest's file). ``SR_BACKENDS`` is a read-only view ``name ->
+"module:Class"`` of those rows. The OpenCV baselines load one model file per instance and take
+its scale from the file's :class:`~cctv_sr.models.spec.ModelSpec` (``lapsrn`` is LapSRN x4;
+choose ``lapsrn_x8``, or set ``sr.model_path`` to a ``LapSRN_x8.pb``, for x8).
+
+Example::
+
+    sr = create_super_resolver(SRConfig(name="espcn"))
+    out = sr.upscale(crops, 128)              # (N, 32, 32, 3) -> (N, 128, 128, 3) uint8 BGR
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cctv_sr.config import SRConfig
-from cctv_sr.models.lazy import load_backend
+from cctv_sr.models import registry
 from cctv_sr.sr.base import SuperResolver
 
-_OPENCV = "cctv_sr.sr.opencv_sr:OpenCVSR"
+SR_BACKENDS = registry.BackendTable("sr")
 
-SR_BACKENDS: dict[str, str] = {
-    "bicubic": "cctv_sr.sr.bicubic:BicubicSR",
-    "espcn": _OPENCV,
-    "fsrcnn": _OPENCV,
-    "lapsrn": _OPENCV,
-    "lapsrn_x8": _OPENCV,
-}
-
-SR_DEFAULT_MANIFEST: dict[str, str] = {
-    "espcn": "espcn_x4",
-    "fsrcnn": "fsrcnn_x4",
-    "lapsrn": "lapsrn_x4",
-    "lapsrn_x8": "lapsrn_x8",
-}
+__all__ = ["SR_BACKENDS", "SuperResolver", "create_super_resolver"]
 
 
-def backend_class(name: str) -> type[SuperResolver]:
-    """Import and return the class registered for ``name``; unknown names raise ConfigError."""
-    cls: type[SuperResolver] = load_backend(SR_BACKENDS, name, "super-resolver", "sr.name")
-    return cls
-
-
-def create_super_resolver(cfg: SRConfig, model_path: Path | None = None) -> SuperResolver:
-    """Build the super-resolver that ``cfg.name`` selects (weights resolved as documented)."""
-    return backend_class(cfg.name)(cfg, model_path)
-
-
-__all__ = [
-    "SR_BACKENDS",
-    "SR_DEFAULT_MANIFEST",
-    "SuperResolver",
-    "backend_class",
-    "create_super_resolver",
-]
+def create_super_resolver(cfg: SRConfig) -> SuperResolver:
+    """The super-resolver ``cfg.name`` selects, its weights resolved (``cfg.model_path``
+    first); unknown names raise :class:`~cctv_sr.errors.ConfigError` with a suggestion."""
+    # an abstract base is what is checked against; mypy wants concrete classes here (#4717)
+    return registry.build("sr", cfg, SuperResolver)  # type: ignore[type-abstract]

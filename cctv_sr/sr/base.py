@@ -71,6 +71,13 @@ class SuperResolver(abc.ABC):
     scale: int = 0
     model_files: tuple[Path, ...] = ()
 
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise :class:`~cctv_sr.errors.BackendUnavailableError` (naming what to install) when
+        an optional dependency of this backend is missing. The registry calls it before it
+        resolves weights, so nothing is downloaded for a backend that cannot run."""
+        return None  # no optional dependency unless a backend says so
+
     def __init__(self, cfg: SRConfig, model_path: Path | None = None) -> None:
         self.cfg = cfg
 

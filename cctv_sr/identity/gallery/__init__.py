@@ -62,8 +62,8 @@ def load_models(embedder: str = DEFAULT_EMBEDDER, detector: str = DEFAULT_DETECT
                 device: str = "cpu") -> Models:
     """The detector (searching faces of at least MIN_FACE_PX) and embedder for enrolment."""
     from cctv_sr.config import DetectorConfig, EmbedderConfig
+    from cctv_sr.detect import create_detector
     from cctv_sr.embed import create_embedder
-    from cctv_sr.engine.build import create_detector
 
     det = create_detector(DetectorConfig(name=detector, min_face_px=MIN_FACE_PX, device=device))
     return det, create_embedder(EmbedderConfig(name=embedder, device=device))
