@@ -1,5 +1,5 @@
 """``cctv-sr eval identify``: degradation, metrics, set selection, the whole benchmark on a tiny
-tree cut from the insightface group photo (EVAL.md sections 1 and 2)."""
+tree cut from the insightface group photo (docs/EVAL.md sections 1 and 2)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from cctv_sr.data.lfw import build_set, load_dataset, scan_tree, select_probe_id
 from cctv_sr.data.synth import T1_FACE_BOXES
 from cctv_sr.errors import ConfigError
 from cctv_sr.evaluate import IdentifyConfig, format_report, run_identify
-from cctv_sr.evaluate.identify import nearest_centre
 from cctv_sr.evaluate.methods import (
     create_method,
     default_sr_name,
@@ -30,6 +29,7 @@ from cctv_sr.evaluate.methods import (
     select_frames,
 )
 from cctv_sr.evaluate.metrics import genuine_impostor, rank1, tar_at_far, threshold_at_far
+from cctv_sr.evaluate.oracle import nearest_centre
 
 
 def _crop(seed: int = 0) -> np.ndarray:

@@ -12,7 +12,7 @@ from cctv_sr.cli.settings import add_settings, run_config
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="decode-only vs end-to-end frames/s on one clip",
                        description="Throughput of the pipeline against decoding alone, measured "
-                       "side by side in one run (EVAL.md section 4).")
+                       "side by side in one run (docs/EVAL.md section 4).")
     add_settings(p)
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
 

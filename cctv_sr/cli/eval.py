@@ -38,14 +38,14 @@ def _add_output(p: argparse.ArgumentParser) -> None:
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``eval`` (with ``eval identify``) to a ``parser.add_subparsers()`` object."""
-    p = subparsers.add_parser("eval", help="benchmarks from EVAL.md (identification, ...)",
-                              description="Rerunnable measurements (see EVAL.md).")
+    p = subparsers.add_parser("eval", help="benchmarks from docs/EVAL.md (identification, ...)",
+                              description="Rerunnable measurements (see docs/EVAL.md).")
     esub = p.add_subparsers(dest="eval_command", required=True)
     ident = esub.add_parser(
         "identify", help="rank-1 and TAR@FAR=1e-2 from tiny degraded faces",
-        description="Identification from tiny faces (EVAL.md sections 1 and 2): oracle-aligned "
-        "128 crops of an LFW-style tree, degraded to s x s probes, restored by each method and "
-        "matched against an undegraded gallery.")
+        description="Identification from tiny faces (docs/EVAL.md sections 1 and 2): "
+        "oracle-aligned 128 crops of an LFW-style tree, degraded to s x s probes, restored by "
+        "each method and matched against an undegraded gallery.")
     _add_data(ident)
     ident.add_argument("--methods", default="hr,bicubic,default", metavar="LIST",
                        help="comma-separated: hr, bicubic, espcn, fsrcnn, lapsrn, lapsrn_x8, "
@@ -59,8 +59,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="score whole identities (a fixed subsample) until N probes; the "
                        "gallery keeps every identity")
     ident.add_argument("--burst", type=int, nargs="?", const=5, default=0, metavar="T",
-                       help="bursts of T jittered frames per probe (EVAL.md section 2; T=5 "
-                       "when given without a value)")
+                       help="bursts of T jittered frames per probe (docs/EVAL.md section 2; "
+                       "T=5 when given without a value)")
     ident.add_argument("--workers", type=int, default=0, metavar="N",
                        help="worker processes (default: the number of CPUs)")
     ident.add_argument("--detector", default="auto",
@@ -72,8 +72,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     cal = esub.add_parser(
         "calibrate", help="an embedder's match thresholds at FAR 1e-2 and 1e-3",
         description="Thresholds from every genuine and impostor pair of oracle-aligned "
-        "full-resolution faces of an LFW-style tree; prints the lines for the embedder's "
-        "manifest ([spec] threshold_far_1e-2 / threshold_far_1e-3).")
+        "full-resolution faces of an LFW-style tree (docs/EVAL.md section 1c); prints the lines "
+        "for the embedder's manifest ([spec] threshold_far_1e-2 / threshold_far_1e-3).")
     _add_data(cal)
     cal.add_argument("--embedder", default="dlib", metavar="NAME",
                      help="dlib (default) | mobilefacenet | arcface")
@@ -105,13 +105,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _identify(args: argparse.Namespace) -> int:
-    from cctv_sr.evaluate.identify import (
-        DEFAULT_EMBEDDERS,
-        IdentifyConfig,
-        format_report,
-        run_identify,
-    )
+    from cctv_sr.evaluate.identify import DEFAULT_EMBEDDERS, IdentifyConfig, run_identify
     from cctv_sr.evaluate.methods import parse_methods
+    from cctv_sr.evaluate.report import format_report
 
     root = Path(args.data)
     if not root.is_dir():

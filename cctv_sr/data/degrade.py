@@ -1,4 +1,4 @@
-"""Low-resolution probes from 128x128 canonical crops (EVAL.md sections 1.2 and 2).
+"""Low-resolution probes from 128x128 canonical crops (docs/EVAL.md sections 1.2 and 2).
 
 Still: Gaussian blur with sigma = 0.25 * (128 / s) on the 128 crop, resize to s x s with area
 interpolation, Gaussian noise of sigma 3 (0-255 scale), JPEG quality 60 (``cv2.imencode``).
@@ -52,12 +52,16 @@ def _lr(crop: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     sigma = BLUR_K * (crop.shape[0] / size)
     blurred = cv2.GaussianBlur(crop, (0, 0), sigmaX=sigma, sigmaY=sigma)
     small = cv2.resize(blurred, (size, size), interpolation=cv2.INTER_AREA)
-    noisy = small.astype(np.float32) + rng.normal(0.0, NOISE_SIGMA, small.shape).astype(np.float32)
+    noise = np.asarray(rng.normal(0.0, NOISE_SIGMA, small.shape), np.float32)
+    noisy = small.astype(np.float32) + noise
     noisy = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
     ok, buf = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
         raise RuntimeError("cv2.imencode failed")
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if out is None:  # pragma: no cover - decoding what OpenCV just encoded
+        raise RuntimeError("cv2.imdecode failed")
+    return np.asarray(out)
 
 
 def degrade(crop: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -71,7 +75,7 @@ def jitter_matrix(side: int, size: int, dx_lr: float, dy_lr: float, angle_deg: f
     """The (2, 3) affine of one burst frame on the ``side`` crop: rotation about the centre,
     then a shift given in LR pixels of a ``size`` probe."""
     centre = ((side - 1) / 2.0, (side - 1) / 2.0)
-    m = cv2.getRotationMatrix2D(centre, angle_deg, 1.0)
+    m = np.asarray(cv2.getRotationMatrix2D(centre, angle_deg, 1.0), np.float64)
     m[:, 2] += np.array([dx_lr, dy_lr]) * (side / size)
     return m
 

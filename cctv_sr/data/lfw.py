@@ -1,4 +1,4 @@
-"""The identification set of an LFW-style tree (EVAL.md section 1).
+"""The identification set of an LFW-style tree (docs/EVAL.md section 1).
 
 ``<root>/<Identity>/<image>.jpg``: identities with at least 2 images, at most 10 each (the
 first 10 by file name). The gallery is the first image of every eligible identity; the probes

@@ -87,7 +87,7 @@ def _paste(frame: np.ndarray, patch: np.ndarray, cx: float, cy: float, side: int
     mask = np.zeros((side, side), np.float32)
     cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.42), int(side * 0.48)), 0, 0, 360,
                 1.0, -1)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(side * 0.04, 0.5))[..., None]
+    soft = np.asarray(cv2.GaussianBlur(mask, (0, 0), max(side * 0.04, 0.5)))[..., None]
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     h, w = frame.shape[:2]
     fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
@@ -96,7 +96,7 @@ def _paste(frame: np.ndarray, patch: np.ndarray, cx: float, cy: float, side: int
     px0, py0 = fx0 - x0, fy0 - y0
     region = frame[fy0:fy1, fx0:fx1].astype(np.float32)
     src = small[py0:py0 + fy1 - fy0, px0:px0 + fx1 - fx0].astype(np.float32)
-    m = mask[py0:py0 + fy1 - fy0, px0:px0 + fx1 - fx0]
+    m = soft[py0:py0 + fy1 - fy0, px0:px0 + fx1 - fx0]
     frame[fy0:fy1, fx0:fx1] = np.clip(m * src + (1 - m) * region, 0, 255).astype(np.uint8)
 
 

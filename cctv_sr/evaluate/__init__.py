@@ -1,4 +1,10 @@
-"""Benchmarks that anyone can rerun (EVAL.md): ``cctv-sr eval identify`` for now.
+"""Benchmarks that anyone can rerun (docs/EVAL.md): ``cctv-sr eval identify`` for now.
+
+Modules: :mod:`~cctv_sr.evaluate.identify` (the benchmark), :mod:`~cctv_sr.evaluate.oracle`
+(ground-truth alignment and its cache), :mod:`~cctv_sr.evaluate.workers` (the process pool),
+:mod:`~cctv_sr.evaluate.report` (the text table), :mod:`~cctv_sr.evaluate.metrics`,
+:mod:`~cctv_sr.evaluate.methods`, :mod:`~cctv_sr.evaluate.calibrate` and
+:mod:`~cctv_sr.evaluate.bench`.
 
 Example::
 
@@ -10,14 +16,8 @@ Example::
 
 from __future__ import annotations
 
-from cctv_sr.evaluate.identify import (
-    IdentifyConfig,
-    IdentifyResult,
-    IdentifyRow,
-    format_report,
-    format_table,
-    run_identify,
-)
+from cctv_sr.evaluate.identify import IdentifyConfig, IdentifyResult, IdentifyRow, run_identify
+from cctv_sr.evaluate.report import format_report, format_table
 
 __all__ = [
     "IdentifyConfig",

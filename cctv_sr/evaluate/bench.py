@@ -1,7 +1,7 @@
 """``cctv-sr bench``: decode-only vs end-to-end throughput on the same clip, in one run.
 
 The machine may be shared and noisy, so the headline is the ratio of two figures measured side
-by side (EVAL.md section 4); per-stage rows say where the time goes.
+by side (docs/EVAL.md section 4); per-stage rows say where the time goes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 
 from cctv_sr.config import RunConfig
 from cctv_sr.engine.run import run_footage
-from cctv_sr.io.outdir import read_run_json
 from cctv_sr.io.source import VideoSource
 
 
@@ -79,16 +78,15 @@ def bench(footage: str, cfg: RunConfig, quiet: bool = True) -> BenchResult:
         t0 = time.perf_counter()
         result = run_footage(footage, Path(tmp) / "out", cfg, quiet=quiet)
         e2e_s = time.perf_counter() - t0
-        meta = read_run_json(Path(tmp) / "out")
-    timing, counts = meta["timing"], meta["counts"]
+    stats, times = result.stats, result.stats.times
     analysed = result.frames_analysed
     rows = (
         BenchRow("decode", decoded, "frame", decode_s),
-        BenchRow("detect", analysed, "frame", timing["detect_s"]),
-        BenchRow("track", analysed, "frame", timing["track_s"]),
-        BenchRow("align", counts["detections"], "face", timing["align_s"]),
-        BenchRow("sr", counts["sr_faces"], "face", timing["sr_s"]),
-        BenchRow("write", counts["crops_written"], "face", timing["write_s"]),
+        BenchRow("detect", analysed, "frame", times.detect_s),
+        BenchRow("track", analysed, "frame", times.track_s),
+        BenchRow("align", stats.analysis.faces, "face", times.align_s),
+        BenchRow("sr", stats.sr_faces, "face", times.sr_s),
+        BenchRow("write", stats.analysis.faces, "face", times.write_s),
         BenchRow("e2e", result.frames_decoded, "frame", e2e_s),
     )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -5,7 +5,7 @@ image is oracle-aligned at full resolution and embedded; genuine pairs are every
 one identity, impostor pairs every two images of different identities. The threshold at a FAR
 is the impostor score that a fraction FAR of impostor pairs reach. The figures go into the
 embedder's manifest (``[spec] threshold_far_1e-2 / threshold_far_1e-3``), which is where
-``cctv-sr run --gallery`` reads its default from.
+``cctv-sr run --gallery`` reads its default from (docs/EVAL.md section 1c).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from cctv_sr.config import EmbedderConfig
 from cctv_sr.data.lfw import scan_tree
 from cctv_sr.embed import create_embedder
 from cctv_sr.errors import ConfigError
-from cctv_sr.evaluate.identify import align_all, eval_cache_dir, pick_detector
 from cctv_sr.evaluate.metrics import threshold_at_far
+from cctv_sr.evaluate.oracle import align_all, eval_cache_dir, pick_detector
 
 
 @dataclass(frozen=True)

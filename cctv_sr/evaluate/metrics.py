@@ -1,4 +1,4 @@
-"""Closed-set identification metrics on a probe x gallery similarity matrix (EVAL.md 1.4).
+"""Closed-set identification metrics on a probe x gallery similarity matrix (docs/EVAL.md 1.4).
 
 ``scores[i, j]`` is the similarity (higher = more alike) of probe ``i`` to gallery identity
 ``j``; ``labels[i]`` is the gallery index of probe ``i``'s own identity.

@@ -1,0 +1,70 @@
+"""Text report of ``cctv-sr eval identify`` (docs/EVAL.md section 1).
+
+:func:`format_table` lays the figures out as in the reference table of docs/EVAL.md: one
+line per method, one column group per probe size, rank-1 and TAR per embedder, in %.
+:func:`format_report` adds the counts and the provenance lines under it.
+
+Example::
+
+    result = run_identify(IdentifyConfig(data=Path("lfw_dev")))
+    print(format_report(result))
+"""
+
+from __future__ import annotations
+
+import math
+
+from cctv_sr.data.degrade import HR_SIDE
+from cctv_sr.evaluate.identify import FAR, IdentifyResult
+from cctv_sr.evaluate.methods import DEFAULT, default_sr_name
+
+EMBEDDER_LABELS = {"mobilefacenet": "MFN", "dlib": "dlib", "arcface": "ArcF"}
+
+__all__ = ["EMBEDDER_LABELS", "format_report", "format_table"]
+
+
+def format_table(result: IdentifyResult) -> str:
+    """Rows = methods; columns = size x metric x embedder, in %."""
+    cols = [(s, metric, e) for s in result.sizes for metric in ("r1", "TAR")
+            for e in result.embedders]
+    labels = [f"{metric} {EMBEDDER_LABELS.get(e, e[:5])}" for _, metric, e in cols]
+    width = max(7, *(len(lab) + 2 for lab in labels))
+    name_w = max(8, *(len(m) for m in result.methods)) + 1
+    group = len(result.embedders) * 2
+    lines = []
+    head1 = " " * name_w
+    for s in result.sizes:
+        head1 += f"| s={s}".ljust(width * group + 2)
+    lines.append(head1.rstrip())
+    head2 = "method".ljust(name_w)
+    for i, lab in enumerate(labels):
+        head2 += ("| " if i % group == 0 else "") + lab.rjust(width)
+    lines.append(head2)
+    for m in result.methods:
+        line = m.ljust(name_w)
+        for i, (s, metric, e) in enumerate(cols):
+            r = result.row(m, s, e)
+            v = r.rank1 if metric == "r1" else r.tar_at_far_1e_2
+            cell = "-" if v is None or math.isnan(v) else f"{100 * v:.1f}"
+            line += ("| " if i % group == 0 else "") + cell.rjust(width)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def format_report(result: IdentifyResult) -> str:
+    """The table plus the counts and provenance lines."""
+    mode = f"bursts of {result.burst} frames" if result.burst else "stills"
+    out = [format_table(result), "",
+           f"rank-1 and TAR at FAR={FAR:g} in %; {mode}; embedders: "
+           + ", ".join(f"{EMBEDDER_LABELS.get(e, e)}={e}" for e in result.embedders),
+           f"{result.identities} identities in the gallery, {result.probes} probes "
+           f"({result.probe_identities} identities; {result.total_probes} probes before "
+           f"--max-probes)",
+           f"{result.no_face} images without a face (excluded)"
+           + (f"; {result.dropped_identities} identities left out (gallery image without a "
+              f"face)" if result.dropped_identities else ""),
+           f"oracle alignment: {result.detector} landmarks -> ArcFace template at {HR_SIDE}",
+           f"{result.seconds:.1f} s with {result.workers} worker(s)"]
+    if DEFAULT in result.methods:
+        out.append(f"default = {default_sr_name()} (the SR of `cctv-sr run`)")
+    return "\n".join(out)
