@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import TypeAlias
 
 import numpy as np
 
@@ -234,3 +235,98 @@ class TrackSummary:
     best_frame: int
     best_quality: float
     best_crops: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ------------------------------------------------------------------------- stage messages
+# What the pipeline's threads hand each other (see cctv_sr/engine/pipeline.py):
+#   analysis --AnalysisMessage--> accelerator --WriterMessage--> writer
+# Each queue carries exactly one of these unions, plus the channel's end / failure markers.
+
+
+@dataclass(frozen=True, eq=False)
+class FaceRow:
+    """One detection as it goes to faces.jsonl (crop paths are filled in by the writer)."""
+
+    stream_id: str
+    frame_index: int
+    pts: int | None
+    time_base: Fraction
+    det_index: int
+    xyxy: np.ndarray
+    score: float
+    kps: np.ndarray
+    track_id: int | None
+    quality: Quality | None = None
+    face_id: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.pts is None else float(self.pts * self.time_base)
+
+
+@dataclass(frozen=True, eq=False)
+class SaveRequest:
+    """Enhance this face and write its LR and SR crops now; delete the crops of ``evict``."""
+
+    face: AlignedFace
+    evict: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class EmbedRequest:
+    """Enhance and embed this face for identity (a sparse sample; its crops are not written)."""
+
+    face: AlignedFace
+
+
+@dataclass(frozen=True, eq=False)
+class TrackEnd:
+    """A finished track: its summary, all its face rows, and the face ids whose crops remain.
+
+    ``rows_final_before``: every face row of this stream with a smaller frame index has now
+    been emitted (no open track holds one), so the writer may write those rows in time order.
+    """
+
+    summary: TrackSummary
+    rows: tuple[FaceRow, ...]
+    kept: tuple[str, ...]
+    discarded: bool = False  # too short: rows go out untracked and its crops are removed
+    rows_final_before: int | None = None  # None: no track of the stream is open any more
+
+
+@dataclass(frozen=True, eq=False)
+class UntrackedRows:
+    """Detections of one frame that no track took; ``rows_final_before`` as in TrackEnd."""
+
+    stream_id: str
+    rows: tuple[FaceRow, ...]
+    rows_final_before: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class FaceVectors:
+    """One face's identity vectors: from its LR crop and from its SR crop (L2-normalised)."""
+
+    lr: np.ndarray
+    sr: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Saved:
+    """A SaveRequest done: the enhanced face (crops in memory), evictions, optional vectors."""
+
+    enhanced: EnhancedFace
+    evict: tuple[str, ...] = ()
+    vectors: FaceVectors | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Embedded:
+    """An EmbedRequest done: the face and its identity vectors."""
+
+    face: AlignedFace
+    vectors: FaceVectors
+
+
+AnalysisMessage: TypeAlias = SaveRequest | EmbedRequest | TrackEnd | UntrackedRows
+WriterMessage: TypeAlias = Saved | Embedded | TrackEnd | UntrackedRows

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cctv_sr.errors import ConfigError
+from cctv_sr.errors import ContractError
 from cctv_sr.face.align import (
     ARCFACE_112,
     affine_scale,
@@ -41,7 +41,7 @@ def test_similarity_recovers_known_transform(scale, angle_deg, shift) -> None:
 
 
 def test_degenerate_landmarks_raise() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ContractError):
         similarity_to_template(np.ones((5, 2)), 32)
 
 

@@ -121,15 +121,16 @@ def test_crops_and_track_folders(run_out: Path) -> None:
             assert lr is not None and sr is not None
             assert lr.shape[0] == lr.shape[1] and lr.shape[0] in (16, 32, 128)
             assert sr.shape == (128, 128, 3)
-            face = next(f for f in faces if f["crop_lr"] == crop["lr"])
-            assert face["crop_sr"] == crop["sr"] and face["track_id"] == track["track_id"]
+            face = next(f for f in faces if f["crop"] and f["crop"]["lr"] == crop["lr"])
+            assert face["crop"] == crop and face["track_id"] == track["track_id"]
+            assert face["face_id"] == crop["face_id"]
             qualities.append(face["quality"]["score"])
         assert qualities == sorted(qualities, reverse=True)
         assert qualities[0] == pytest.approx(track["best_quality"], abs=1e-3)
         assert track["first_seconds"] <= track["last_seconds"]
     # A face row points at crops only when they were kept.
     kept = {c["lr"] for t in tracks for c in t["best_crops"]}
-    assert {f["crop_lr"] for f in faces if f["crop_lr"]} == kept
+    assert {f["crop"]["lr"] for f in faces if f["crop"]} == kept
 
 
 def test_run_json_and_notice(run_out: Path, clip) -> None:
@@ -159,7 +160,7 @@ def test_stride_and_save_all(clip, tmp_path: Path) -> None:
     meta = json.loads((out / "run.json").read_text())
     assert meta["counts"]["frames_analysed"] == N_FRAMES // 2
     tracked = [f for f in faces if f["track_id"] is not None]
-    assert all(f["crop_lr"] and (out / f["crop_sr"]).is_file() for f in tracked)
+    assert all(f["crop"] and (out / f["crop"]["sr"]).is_file() for f in tracked)
     assert meta["counts"]["crops_written"] == len(tracked)
 
 

@@ -34,6 +34,7 @@ def test_pedestrians_walking_toward_the_camera(tmp_path: Path) -> None:
     assert meta["counts"]["frames_analysed"] == 10
     long_tracks = [t for t in tracks if t["n_faces"] >= 8]
     assert len(long_tracks) >= 5, [(t["track_id"], t["n_faces"]) for t in tracks]
+    assert faces, "no face found"
     for face in faces:
         kps = np.array(face["landmarks"])
         assert kps[0, 0] < kps[1, 0] and kps[3, 0] < kps[4, 0]
@@ -46,17 +47,24 @@ def test_pedestrians_walking_toward_the_camera(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("clip", "args"),
+    ("clip", "args", "min_tracks"),
     [
-        ("office_lobby_fisheye.mp4", ["--max-frames", "40", "--stride", "4"]),
-        ("opencv_vtest.avi", ["--max-frames", "40", "--stride", "5"]),
+        ("office_lobby_fisheye.mp4", ["--max-frames", "40", "--stride", "4"], 1),
+        # faces of 10-20 px seen every 5th frame: MTCNN finds some (about 15 in these 40
+        # frames) but too sparsely to track; small-face recall is the detection issue's job
+        ("opencv_vtest.avi", ["--max-frames", "40", "--stride", "5"], 0),
     ],
 )
-def test_small_face_clips_run_through(clip: str, args: list[str], tmp_path: Path) -> None:
+def test_small_face_clips_run_through(clip: str, args: list[str], min_tracks: int,
+                                      tmp_path: Path) -> None:
     meta, faces, tracks = run(clip, tmp_path / "o", *args)
     assert meta["counts"]["frames_analysed"] == 40
+    assert faces, "no face found"
+    assert len(tracks) >= min_tracks, tracks
     for t in tracks:
         assert (tmp_path / "o" / t["folder"]).is_dir()
-    for face in faces:  # tiny faces are scored as such
-        if face["quality"] is not None:
-            assert face["quality"]["size_px"] > 0
+    scored = [f for f in faces if f["quality"] is not None]
+    assert len(scored) >= min_tracks, "no tracked face was scored"
+    for face in scored:  # tiny faces are scored as such
+        assert face["quality"]["size_px"] > 0
+    assert all(f["crop"] is None for f in faces if f["track_id"] is None)

@@ -9,8 +9,8 @@ import pytest
 
 from cctv_sr.config import TrackerConfig
 from cctv_sr.errors import ConfigError
-from cctv_sr.records import AlignedFace, FaceDetections, Quality
-from cctv_sr.track.book import FaceRow, TrackBook
+from cctv_sr.records import AlignedFace, FaceDetections, FaceRow, Quality
+from cctv_sr.track.book import TrackBook
 from cctv_sr.track.tracker import FaceTracker, iou_matrix
 
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def _echo(text: str, err: bool = False) -> None:
         stream.write(text.encode(enc, "backslashreplace").decode(enc) + "\n")
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         _echo("  ".join([_pad(c, w) for c, w in zip(row, widths)] + [row[-1]]).rstrip())

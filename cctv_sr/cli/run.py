@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,10 @@ def run_run(args: argparse.Namespace) -> int:
     cfg = run_config(args)
     result = run_footage(args.footage, args.out, cfg, stream_id=args.stream_id,
                          overwrite=args.overwrite, quiet=args.quiet)
-    summary: dict[str, Any] = {**asdict(result), "outdir": str(result.outdir)}
+    summary: dict[str, Any] = {
+        "outdir": str(result.outdir), "status": result.status,
+        "frames_decoded": result.frames_decoded, "frames_analysed": result.frames_analysed,
+        "faces": result.faces, "tracks": result.tracks, "wall_s": round(result.wall_s, 3)}
     if args.json:
         print(json.dumps(summary))
     elif not args.quiet:

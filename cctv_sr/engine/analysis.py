@@ -15,19 +15,19 @@ from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.face.align import choose_lr_side, native_size, similarity_to_template, warp_face
 from cctv_sr.face.quality import face_quality
-from cctv_sr.records import AlignedFace, FaceDetections, Frame
-from cctv_sr.track.book import EmbedRequest, FaceRow, TrackBook
+from cctv_sr.records import (
+    AlignedFace,
+    AnalysisMessage,
+    EmbedRequest,
+    FaceDetections,
+    FaceRow,
+    Frame,
+    UntrackedRows,
+)
+from cctv_sr.track.book import TrackBook
 from cctv_sr.track.tracker import FaceTracker
 
-Emit = Callable[[object], None]
-
-
-@dataclass(frozen=True, eq=False)
-class UntrackedRows:
-    """Detections no track took (or of tracks too short to keep)."""
-
-    rows: tuple[FaceRow, ...]
-
+Emit = Callable[[AnalysisMessage], object]
 
 @dataclass
 class AnalysisStats:
@@ -113,8 +113,9 @@ class Analyzer:
                 self._sample(face, t, saved=bool(requests))
         self.stats.align_s += time.perf_counter() - t0
         if untracked:
-            self.emit(UntrackedRows(tuple(untracked)))
-        self._end(frame.stream_id, [tr.track_id for tr in ended])
+            self.emit(UntrackedRows(frame.stream_id, tuple(untracked),
+                                    self._final_before(frame.stream_id, frame.index + 1)))
+        self._end(frame.stream_id, [tr.track_id for tr in ended], frame.index + 1)
         self.stats.frames += 1
         self.stats.faces += len(tracked)
         self.stats.live_tracks = sum(s.tracker.live_tracks for s in self._streams.values())
@@ -141,18 +142,26 @@ class Analyzer:
         return AlignedFace(frame.stream_id, track_id, frame.index, frame.pts, frame.time_base, i,
                            dets.xyxy[i], kps, crop, M, quality)
 
-    def _end(self, stream_id: str, track_ids: list[int]) -> None:
+    def _final_before(self, stream_id: str, next_frame: int | None) -> int | None:
+        """Frames below this have all their face rows emitted (None: every row so far)."""
+        first_open = self._state(stream_id).book.first_open_frame()
+        if first_open is None:
+            return next_frame
+        return first_open if next_frame is None else min(first_open, next_frame)
+
+    def _end(self, stream_id: str, track_ids: list[int], next_frame: int | None) -> None:
         book = self._state(stream_id).book
         for tid in track_ids:
             self._sampled_at.pop((stream_id, tid), None)
             end = book.end(stream_id, tid)
             if end is not None:
-                self.emit(end)
+                self.emit(replace(end, rows_final_before=self._final_before(stream_id,
+                                                                            next_frame)))
                 self.stats.tracks_ended += 0 if end.discarded else 1
 
     def finish(self) -> None:
         """End every open track of every stream (end of input or stop)."""
         for stream_id, st in self._streams.items():
             st.tracker.finish()
-            self._end(stream_id, st.book.open_tracks())
+            self._end(stream_id, st.book.open_tracks(), None)
         self.stats.live_tracks = 0

@@ -8,23 +8,27 @@ turns Ctrl-C / SIGTERM into a clean stop that flushes every open track.
 from __future__ import annotations
 
 import logging
-import platform
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-from cctv_sr import EVIDENCE_NOTE, __version__
-from cctv_sr.config import RunConfig, to_dict
-from cctv_sr.engine.build import create_detector, create_sr, model_provenance
-from cctv_sr.engine.pipeline import Pipeline, PipelineStats
+from cctv_sr.config import RunConfig
+from cctv_sr.detect import create_detector
+from cctv_sr.engine.pipeline import FaceSink, Pipeline, PipelineStats
 from cctv_sr.engine.progress import RunProgress
 from cctv_sr.identity.setup import open_identity
 from cctv_sr.io.outdir import OutputWriter
-from cctv_sr.io.source import VideoSource, file_sha256, is_live_url
+from cctv_sr.io.run_record import (
+    InputRecord,
+    ModelRecord,
+    RunCounts,
+    RunRecord,
+    RunTiming,
+    now_utc,
+)
+from cctv_sr.io.source import SourceStats, VideoSource, file_sha256, is_live_url
+from cctv_sr.sr import create_super_resolver as create_sr
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +44,8 @@ class RunResult:
     faces: int
     tracks: int
     wall_s: float
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _versions() -> dict[str, str]:
-    out = {"cctv-sr": __version__, "python": platform.python_version()}
-    for dist in ("numpy", "torch", "av", "opencv-contrib-python-headless", "onnxruntime",
-                 "onnxruntime-gpu", "mtcnn"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+    stats: PipelineStats  # per-stage counters and times (``bench`` reads these)
+    source_stats: SourceStats
 
 
 class _Hasher(threading.Thread):
@@ -89,31 +80,22 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
         source.stop()
         raise
     embedder, identity = None, None
+    sinks: list[FaceSink] = [writer]
     if identity_setup is not None:
         embedder = identity_setup.embedder
         identity = identity_setup.writer_for(writer)
+        sinks.append(identity)
     hasher = None if live else _Hasher(Path(footage))
     if hasher is not None:
         hasher.start()
-    started = _now()
-    meta: dict[str, Any] = {
-        "tool": "cctv-sr",
-        "status": "running",
-        "notice": EVIDENCE_NOTE,
-        "started_at": started,
-        # info.url has any password in a stream URL masked: run.json never holds credentials
-        "input": {**asdict(info), "is_live": live, "sha256": None},
-        "settings": to_dict(cfg),
-        "models": {"detector": model_provenance(detector), "sr": model_provenance(sr),
-                   **({"embedder": model_provenance(embedder)} if embedder else {})},
-        "gallery": None if identity_setup is None else identity_setup.describe(),
-        "versions": _versions(),
-    }
-    meta["input"]["time_base"] = str(info.time_base)
-    writer.write_run_json(meta)
-    pipeline = Pipeline(cfg, detector, sr, writer, fps_hint=info.fps or 25.0,
-                        queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
-                        identity=identity)
+    models = {"detector": ModelRecord.of(detector), "sr": ModelRecord.of(sr)}
+    if embedder is not None:
+        models["embedder"] = ModelRecord.of(embedder)
+    record = RunRecord(input=InputRecord.of(info), settings=cfg, models=models,
+                       gallery=None if identity_setup is None else identity_setup.describe())
+    writer.write_run_json(record.to_json())
+    pipeline = Pipeline(cfg, detector, sr, sinks, fps_hint=info.fps or 25.0,
+                        queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder)
     progress = RunProgress(source, info, cfg.source.stride, cfg.source.max_fps, disable=quiet)
     status, error = "complete", None
     stats: PipelineStats = pipeline.stats
@@ -133,38 +115,27 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
         writer.close()
         if identity is not None:
             identity.close()
-            meta["matching"] = identity.counts_dict()
+            record.matching = identity.counts
         if hasher is not None:
             hasher.join()
-            meta["input"]["sha256"] = hasher.digest
-        meta.update(_final_meta(stats, source, writer, status, error, time.perf_counter() - t0))
-        writer.write_run_json(meta)
+            record.input.sha256 = hasher.digest
+        _finish(record, stats, source.stats, writer, status, error, time.perf_counter() - t0)
+        writer.write_run_json(record.to_json())
     a = stats.analysis
     return RunResult(outdir, status, source.stats.decoded, a.frames, writer.counts.faces,
-                     writer.counts.tracks, stats.times.wall_s)
+                     writer.counts.tracks, stats.times.wall_s, stats, source.stats)
 
 
-def _final_meta(stats: PipelineStats, source: VideoSource, writer: OutputWriter, status: str,
-                error: str | None, wall_s: float) -> dict[str, Any]:
-    s = source.stats
+def _finish(record: RunRecord, stats: PipelineStats, s: SourceStats, writer: OutputWriter,
+            status: str, error: str | None, wall_s: float) -> None:
     a = stats.analysis
-    times = asdict(stats.times)
-    times["wall_s"] = wall_s
-    times["analysed_fps"] = a.frames / wall_s if wall_s > 0 else None
-    return {
-        "status": status,
-        "error": error,
-        "finished_at": _now(),
-        "counts": {
-            "frames_decoded": s.decoded,
-            "frames_analysed": a.frames,
-            "frames_skipped": s.skipped,
-            "frames_dropped_live": s.dropped_live,
-            "decode_errors": s.decode_errors,
-            "detections": a.faces,
-            "sr_faces": stats.sr_faces,
-            "embedded_faces": stats.embedded_faces,
-            **asdict(writer.counts),
-        },
-        "timing": {k: round(v, 4) if isinstance(v, float) else v for k, v in times.items()},
-    }
+    w = writer.counts
+    record.status, record.error, record.finished_at = status, error, now_utc()
+    record.counts = RunCounts(
+        frames_decoded=s.decoded, frames_analysed=a.frames, frames_skipped=s.skipped,
+        frames_dropped_live=s.dropped_live, decode_errors=s.decode_errors, detections=a.faces,
+        sr_faces=stats.sr_faces, embedded_faces=stats.embedded_faces, faces=w.faces,
+        faces_untracked=w.faces_untracked, tracks=w.tracks, crops_written=w.crops_written,
+        crops_removed=w.crops_removed)
+    record.timing = RunTiming(**{**asdict(stats.times), "wall_s": wall_s},
+                              analysed_fps=a.frames / wall_s if wall_s > 0 else None)

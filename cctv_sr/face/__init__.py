@@ -1,1 +1,2 @@
-"""Faces as pictures: canonical alignment (:mod:`.align`) and quality scores (:mod:`.quality`)."""
+"""Faces as pictures: canonical alignment (:mod:`.align`), quality scores (:mod:`.quality`)
+and the drawing helpers shared by every picture the project makes (:mod:`.draw`)."""

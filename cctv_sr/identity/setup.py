@@ -9,24 +9,29 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from cctv_sr.config import RunConfig
-from cctv_sr.embed import EMBEDDER_DEFAULT_MANIFEST, create_embedder
+from cctv_sr.embed import create_embedder
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.errors import ConfigError, ModelError
 from cctv_sr.identity.gallery.store import Gallery
 from cctv_sr.identity.match import Thresholds
 from cctv_sr.identity.sink import GalleryView, IdentityWriter
+from cctv_sr.io.lines import EmbedderRef
 from cctv_sr.io.outdir import OutputWriter
-from cctv_sr.models.weights import get_manifest
+from cctv_sr.io.run_record import GalleryRecord
+from cctv_sr.models.registry import default_manifest
 
 log = logging.getLogger(__name__)
 
 
 def calibrated_thresholds(embedder_name: str) -> Thresholds:
-    """The embedder's thresholds at FAR 1e-2 / 1e-3, from its manifest's ``[spec]``."""
-    manifest = get_manifest(EMBEDDER_DEFAULT_MANIFEST[embedder_name])
+    """The embedder's thresholds at FAR 1e-2 / 1e-3, from the ``[spec]`` of its default
+    manifest (the registry's); ModelError when it has none."""
+    manifest = default_manifest("embedder", embedder_name)
+    if manifest is None:
+        raise ModelError(f"embedder '{embedder_name}' has no model manifest with calibrated "
+                         "thresholds; set match.threshold")
     t2 = manifest.spec_value("threshold_far_1e-2")
     t3 = manifest.spec_value("threshold_far_1e-3")
     if not isinstance(t2, (int, float)) or not isinstance(t3, (int, float)):
@@ -45,17 +50,17 @@ class IdentitySetup:
     top_k: int
 
     def writer_for(self, writer: OutputWriter) -> IdentityWriter:
-        info = {"name": self.embedder.name, "version": self.embedder.version}
+        info = EmbedderRef(self.embedder.name, self.embedder.version)
         return IdentityWriter(writer, self.view, self.thresholds, self.top_k, self.threshold,
                               info)
 
-    def describe(self) -> dict[str, Any]:
-        return {"path": str(self.gallery_path), "people": len(self.view.names),
-                "embedder": self.embedder.name, "embedder_version": self.embedder.version,
-                "threshold": self.threshold if self.threshold is not None
-                else self.thresholds.far_1e3,
-                "thresholds": {"far_1e-2": self.thresholds.far_1e2,
-                               "far_1e-3": self.thresholds.far_1e3}}
+    def describe(self) -> GalleryRecord:
+        """The gallery as run.json records it."""
+        return GalleryRecord(
+            path=str(self.gallery_path), people=len(self.view.names),
+            embedder=self.embedder.name, embedder_version=self.embedder.version,
+            threshold=self.threshold if self.threshold is not None else self.thresholds.far_1e3,
+            thresholds={"far_1e-2": self.thresholds.far_1e2, "far_1e-3": self.thresholds.far_1e3})
 
 
 def open_identity(cfg: RunConfig) -> IdentitySetup:

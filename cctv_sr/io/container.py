@@ -205,3 +205,42 @@ def describe(container: Any, stream: Any, name: str, live: bool) -> SourceInfo:
         duration_s=duration_s,
         frame_count=frame_count,
     )
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """Counters of one source (a snapshot).
+
+    decoded: frames the decoder produced (the next Frame.index); yielded: frames handed to the
+    consumer; skipped: frames left out by stride/max_fps; dropped_live: frames of a live
+    stream dropped because the consumer was slow; decode_errors: packets or reads that failed
+    and were skipped.
+    """
+
+    decoded: int = 0
+    yielded: int = 0
+    skipped: int = 0
+    dropped_live: int = 0
+    decode_errors: int = 0
+
+
+class RateLimitedWarning:
+    """Logs the first few occurrences of a warning, then at most one per interval."""
+
+    def __init__(self, first: int = 3, every_s: float = 10.0) -> None:
+        self.first = first
+        self.every_s = every_s
+        self.count = 0
+        self.suppressed = 0
+        self.last = 0.0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.count <= self.first or now - self.last >= self.every_s:
+            extra = f" ({self.suppressed} similar warnings suppressed)" if self.suppressed else ""
+            logger.warning("%s%s", message, extra)
+            self.last = now
+            self.suppressed = 0
+        else:
+            self.suppressed += 1

@@ -3,12 +3,14 @@
 Layout::
 
     OUTDIR/run.json          input, sha256, settings, models, counts, timings, status
-    OUTDIR/faces.jsonl       one line per detected face (written when its track ends)
-    OUTDIR/tracks.jsonl      one line per track
+    OUTDIR/faces.jsonl       one line per detected face, in time order (frame, detection)
+    OUTDIR/tracks.jsonl      one line per track, in order of first appearance
     OUTDIR/tracks/<stream>_t<id>/<face_id>_lr.png and _sr.png   best shots per track
     OUTDIR/NOTICE.txt        enhanced faces are aids to identification, not evidence
 
-Every JSONL line is flushed when written; run.json is replaced atomically.
+A line is written (and flushed) as soon as it is final and every earlier line is written
+(:mod:`cctv_sr.io.jsonl`); run.json is replaced atomically. Line formats:
+:mod:`cctv_sr.io.lines`.
 """
 
 from __future__ import annotations
@@ -19,18 +21,25 @@ import os
 import shutil
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from cctv_sr import EVIDENCE_NOTE
 from cctv_sr.config import OutputConfig
 from cctv_sr.errors import OutputError
-from cctv_sr.records import EnhancedFace
-from cctv_sr.track.book import FaceRow, TrackEnd
+from cctv_sr.io.jsonl import OrderedJsonl
+from cctv_sr.io.lines import CropRef, FaceLine, TrackLine, to_line
+from cctv_sr.records import (
+    EnhancedFace,
+    FaceRow,
+    Saved,
+    TrackEnd,
+    UntrackedRows,
+    WriterMessage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +53,6 @@ class WriteCounts:
     tracks: int = 0
     crops_written: int = 0
     crops_removed: int = 0
-
-
-def _r(x: Any, nd: int = 2) -> Any:
-    return np.round(np.asarray(x, dtype=np.float64), nd).tolist()
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -91,8 +96,9 @@ class OutputWriter:
                 (self.outdir / name).unlink()
             shutil.rmtree(self.outdir / "tracks", ignore_errors=True)
         (self.outdir / "NOTICE.txt").write_text(EVIDENCE_NOTE + "\n", encoding="utf-8")
-        self._faces = open(self.outdir / "faces.jsonl", "w", encoding="utf-8")  # noqa: SIM115
-        self._tracks = open(self.outdir / "tracks.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self._faces = OrderedJsonl(self.outdir / "faces.jsonl")
+        self._tracks = OrderedJsonl(self.outdir / "tracks.jsonl")
+        self._final_before: dict[str, int | None] = {}
 
     # paths ---------------------------------------------------------------------------------
     def track_dir(self, stream_id: str, track_id: int) -> Path:
@@ -103,8 +109,24 @@ class OutputWriter:
         ext = self.cfg.image_format
         return d / f"{face_id}_lr.{ext}", d / f"{face_id}_sr.{ext}"
 
-    def _rel(self, path: Path) -> str:
+    def crop_ref(self, stream_id: str, track_id: int, face_id: str) -> CropRef:
+        """The crop files of one face, relative to OUTDIR (as every JSONL file names them)."""
+        lr, sr = self.crop_paths(stream_id, track_id, face_id)
+        return CropRef(face_id, self.rel(lr), self.rel(sr))
+
+    def rel(self, path: Path) -> str:
         return path.relative_to(self.outdir).as_posix()
+
+    # the writer thread's entry point ------------------------------------------------------
+    def handle(self, item: WriterMessage) -> None:
+        """Write what one stage message asks for (embeddings are the identity sink's)."""
+        if isinstance(item, Saved):
+            self.save_face(item.enhanced, item.evict)
+        elif isinstance(item, TrackEnd):
+            self.end_track(item)
+        elif isinstance(item, UntrackedRows):
+            self.write_untracked(item.rows)
+            self._release(item.stream_id, item.rows_final_before)
 
     # writes --------------------------------------------------------------------------------
     def save_face(self, enhanced: EnhancedFace, evict: Iterable[str] = ()) -> None:
@@ -122,76 +144,52 @@ class OutputWriter:
             self.counts.crops_removed += 1
         self.write_s += time.perf_counter() - t0
 
-    def _face_line(self, row: FaceRow, kept: bool) -> dict[str, Any]:
-        crop_lr = crop_sr = None
-        if kept and row.track_id is not None and row.face_id is not None:
-            lr, sr = self.crop_paths(row.stream_id, row.track_id, row.face_id)
-            crop_lr, crop_sr = self._rel(lr), self._rel(sr)
-        return {
-            "stream": row.stream_id,
-            "frame": row.frame_index,
-            "pts": row.pts,
-            "time_base": str(row.time_base),
-            "seconds": None if row.seconds is None else round(row.seconds, 6),
-            "det": row.det_index,
-            "box": _r(row.xyxy),
-            "score": round(float(row.score), 4),
-            "landmarks": _r(row.kps),
-            "track_id": row.track_id,
-            "quality": None if row.quality is None
-            else {k: round(v, 4) for k, v in asdict(row.quality).items()},
-            "crop_lr": crop_lr,
-            "crop_sr": crop_sr,
-        }
+    def _add_face(self, row: FaceRow, crop: CropRef | None, tracked: bool) -> None:
+        line = to_line(FaceLine.of(row, crop, tracked))
+        self._faces.add(row.frame_index, row.det_index, line)
+        self.counts.faces += 1
 
     def write_untracked(self, rows: Iterable[FaceRow]) -> None:
         t0 = time.perf_counter()
         for row in rows:
-            line = self._face_line(replace(row, track_id=None), kept=False)
-            self._faces.write(json.dumps(line) + "\n")
-            self.counts.faces += 1
+            self._add_face(row, None, tracked=False)
             self.counts.faces_untracked += 1
-        self._faces.flush()
         self.write_s += time.perf_counter() - t0
 
     def end_track(self, end: TrackEnd) -> None:
+        s = end.summary
         if end.discarded:
             self.write_untracked(end.rows)
+            self._release(s.stream_id, end.rows_final_before)
             return
         t0 = time.perf_counter()
         kept = set(end.kept)
         for row in end.rows:
-            line = self._face_line(row, kept=row.face_id in kept)
-            self._faces.write(json.dumps(line) + "\n")
-            self.counts.faces += 1
-        self._faces.flush()
-        s = end.summary
-        best = []
-        for face_id in end.kept:
-            lr, sr = self.crop_paths(s.stream_id, s.track_id, face_id)
-            best.append({"face_id": face_id, "lr": self._rel(lr), "sr": self._rel(sr)})
-        record = {
-            "stream": s.stream_id,
-            "track_id": s.track_id,
-            "first_frame": s.first_frame,
-            "last_frame": s.last_frame,
-            "first_seconds": s.first_seconds,
-            "last_seconds": s.last_seconds,
-            "n_faces": s.n_faces,
-            "best_frame": s.best_frame,
-            "best_quality": round(s.best_quality, 4),
-            "best_crops": best,
-            "folder": self._rel(self.track_dir(s.stream_id, s.track_id)),
-        }
-        self._tracks.write(json.dumps(record) + "\n")
-        self._tracks.flush()
+            crop = None
+            if row.face_id is not None and row.face_id in kept:
+                crop = self.crop_ref(s.stream_id, s.track_id, row.face_id)
+            self._add_face(row, crop, tracked=True)
+        best = tuple(self.crop_ref(s.stream_id, s.track_id, f) for f in end.kept)
+        line = TrackLine.of(s, best, self.rel(self.track_dir(s.stream_id, s.track_id)))
+        self._tracks.add(s.first_frame, s.track_id, to_line(line))
         self.counts.tracks += 1
+        self.write_s += time.perf_counter() - t0
+        self._release(s.stream_id, end.rows_final_before)
+
+    def _release(self, stream_id: str, final_before: int | None) -> None:
+        """Write every held line that no open track can precede any more."""
+        t0 = time.perf_counter()
+        self._final_before[stream_id] = final_before
+        marks = [m for m in self._final_before.values() if m is not None]
+        before = min(marks) if marks else None
+        self._faces.release(before)
+        self._tracks.release(before)
         self.write_s += time.perf_counter() - t0
 
     def write_run_json(self, data: dict[str, Any]) -> None:
         write_json_atomic(self.outdir / "run.json", data)
 
     def close(self) -> None:
-        for fh in (self._faces, self._tracks):
-            if not fh.closed:
-                fh.close()
+        """Write every line still held (a stop or failure mid-track) and close the files."""
+        for sink in (self._faces, self._tracks):
+            sink.close()

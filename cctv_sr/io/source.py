@@ -36,9 +36,7 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from types import TracebackType
 from typing import Any
@@ -46,10 +44,13 @@ from typing import Any
 import av.error
 import numpy as np
 
+from cctv_sr.channel import Channel, End, Failure
 from cctv_sr.config import SourceConfig
 from cctv_sr.errors import SourceError
 from cctv_sr.io.container import (
+    RateLimitedWarning,
     SourceInfo,
+    SourceStats,
     describe,
     file_sha256,
     is_live_url,
@@ -70,60 +71,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_POLL_S = 0.05  # how often blocked queue operations re-check the stop flag
+_POLL_S = 0.05  # how often the consumer re-checks the stop flag and the decode thread
 _MAX_READ_RETRIES = 3  # consecutive demuxer errors in a file before it is treated as ended
-_END = object()  # queue item: the decode thread finished normally
 _DEFAULT_CONFIG = SourceConfig()  # frozen, so one shared default is safe
 
 
 class _Stopped(Exception):
     """Raised inside the decode thread when stop() interrupts a blocking put."""
-
-
-@dataclass(frozen=True)
-class _Failure:
-    """Queue item: the decode thread failed; the consumer raises ``error``."""
-
-    error: SourceError
-
-
-@dataclass(frozen=True)
-class SourceStats:
-    """Counters of one source (a snapshot).
-
-    decoded: frames the decoder produced (the next Frame.index); yielded: frames handed to the
-    consumer; skipped: frames left out by stride/max_fps; dropped_live: frames of a live
-    stream dropped because the consumer was slow; decode_errors: packets or reads that failed
-    and were skipped.
-    """
-
-    decoded: int = 0
-    yielded: int = 0
-    skipped: int = 0
-    dropped_live: int = 0
-    decode_errors: int = 0
-
-
-class _RateLimitedWarning:
-    """Logs the first few occurrences of a warning, then at most one per interval."""
-
-    def __init__(self, first: int = 3, every_s: float = 10.0) -> None:
-        self.first = first
-        self.every_s = every_s
-        self.count = 0
-        self.suppressed = 0
-        self.last = 0.0
-
-    def __call__(self, message: str) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if self.count <= self.first or now - self.last >= self.every_s:
-            extra = f" ({self.suppressed} similar warnings suppressed)" if self.suppressed else ""
-            logger.warning("%s%s", message, extra)
-            self.last = now
-            self.suppressed = 0
-        else:
-            self.suppressed += 1
 
 
 class VideoSource:
@@ -145,8 +99,9 @@ class VideoSource:
         self.stream_id = stream_id
         self.is_live = is_live_url(self.url)
         self.name = redact_url(self.url)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, cfg.queue_size))
         self._stop = threading.Event()
+        # decode thread -> consumer; a blocked put gives up when stop() sets _stop
+        self._queue: Channel[Frame] = Channel(cfg.queue_size, abort=self._stop)
         self._lock = threading.Lock()  # guards state and counters, never held while blocking
         self._open_lock = threading.Lock()  # serialises open()
         self._container: Any = None
@@ -155,8 +110,8 @@ class VideoSource:
         self._thread: threading.Thread | None = None
         self._iterating = False
         self._counts = {k: 0 for k in SourceStats.__dataclass_fields__}
-        self._warn_decode = _RateLimitedWarning()
-        self._warn_drop = _RateLimitedWarning(first=1, every_s=30.0)
+        self._warn_decode = RateLimitedWarning()
+        self._warn_drop = RateLimitedWarning(first=1, every_s=30.0)
         gap = Fraction(repr(float(cfg.max_fps))) if cfg.max_fps > 0 else None
         self._min_gap: Fraction | None = None if gap is None else 1 / gap
         self._last_time: Fraction | None = None
@@ -275,10 +230,10 @@ class VideoSource:
                         message = f"{self.name}: decode thread ended unexpectedly"
                         raise SourceError(message) from None
                     continue
-                if item is _END:
+                if isinstance(item, End):
                     return
-                if isinstance(item, _Failure):
-                    raise item.error
+                if isinstance(item, Failure):
+                    raise item.exc
                 self._count("yielded")
                 yield item
                 if self.cfg.max_frames and self.stats.yielded >= self.cfg.max_frames:
@@ -300,11 +255,7 @@ class VideoSource:
             return self._thread
 
     def _drain(self) -> None:
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
+        self._queue.clear()
 
     # ----------------------------------------------------------------- decode thread
 
@@ -314,14 +265,14 @@ class VideoSource:
 
     def _run(self) -> None:
         container = self._container
-        final: object = _END
+        final: SourceError | None = None  # None: a normal end
         try:
             self._decode_all()
             if self._stop.is_set():
                 return
             stats = self.stats
             if stats.decoded == 0:
-                final = _Failure(SourceError(f"{self.name}: no decodable video frames"))
+                final = SourceError(f"{self.name}: no decodable video frames")
             elif stats.decode_errors:
                 logger.warning(
                     "%s: ended after %d frames; %d packets or reads failed and were skipped",
@@ -349,16 +300,16 @@ class VideoSource:
                 container.close()
             except Exception:  # pragma: no cover - closing must not mask the real outcome
                 logger.debug("%s: error closing container", self.name, exc_info=True)
-        try:
-            self._put(final)
-        except _Stopped:
-            pass
+        if final is None:
+            self._queue.end()
+        else:
+            self._queue.fail("source", final)
 
     @staticmethod
-    def _failure(message: str, cause: BaseException) -> _Failure:
+    def _failure(message: str, cause: BaseException) -> SourceError:
         error = SourceError(message)
         error.__cause__ = cause
-        return _Failure(error)
+        return error
 
     def _decode_all(self) -> None:
         """Demux and decode to the end; files survive a few consecutive demuxer errors."""
@@ -431,24 +382,11 @@ class VideoSource:
             return True
         return False
 
-    def _put(self, item: object) -> None:
+    def _put(self, frame: Frame) -> None:
         if self.is_live:  # never block a live stream: drop the oldest waiting frame
-            while True:
-                try:
-                    self._queue.put_nowait(item)
-                    return
-                except queue.Full:
-                    try:
-                        old = self._queue.get_nowait()
-                    except queue.Empty:
-                        continue
-                    if isinstance(old, Frame):
-                        self._count("dropped_live")
-                        self._warn_drop(f"{self.name}: consumer too slow, dropping oldest frames")
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
-        raise _Stopped
+            if self._queue.put_latest(frame) is not None:
+                self._count("dropped_live")
+                self._warn_drop(f"{self.name}: consumer too slow, dropping oldest frames")
+            return
+        if not self._queue.put(frame):  # stop() came while the consumer was not reading
+            raise _Stopped

@@ -10,57 +10,8 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from fractions import Fraction
 
-import numpy as np
-
-from cctv_sr.records import AlignedFace, Quality, TrackSummary
-
-
-@dataclass(frozen=True, eq=False)
-class FaceRow:
-    """One detection as it goes to faces.jsonl (paths are filled in by the writer)."""
-
-    stream_id: str
-    frame_index: int
-    pts: int | None
-    time_base: Fraction
-    det_index: int
-    xyxy: np.ndarray
-    score: float
-    kps: np.ndarray
-    track_id: int | None
-    quality: Quality | None = None
-    face_id: str | None = None
-
-    @property
-    def seconds(self) -> float | None:
-        return None if self.pts is None else float(self.pts * self.time_base)
-
-
-@dataclass(frozen=True, eq=False)
-class SaveRequest:
-    """Write this face (LR crop and its SR) now; delete the crops of ``evict`` (face ids)."""
-
-    face: AlignedFace
-    evict: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, eq=False)
-class EmbedRequest:
-    """Embed this face for identity (a sparse sample over time; its crops are not written)."""
-
-    face: AlignedFace
-
-
-@dataclass(frozen=True, eq=False)
-class TrackEnd:
-    """A finished track: its summary, all its face rows, and the face ids whose crops remain."""
-
-    summary: TrackSummary
-    rows: tuple[FaceRow, ...]
-    kept: tuple[str, ...]
-    discarded: bool = False  # too short: rows go out untracked and its crops are removed
+from cctv_sr.records import AlignedFace, FaceRow, SaveRequest, TrackEnd, TrackSummary
 
 
 @dataclass
@@ -134,3 +85,8 @@ class TrackBook:
 
     def open_tracks(self) -> list[int]:
         return list(self._tracks)
+
+    def first_open_frame(self) -> int | None:
+        """The earliest frame holding a face row of a track still open (None: no open track)."""
+        firsts = [tr.rows[0].frame_index for tr in self._tracks.values() if tr.rows]
+        return min(firsts) if firsts else None

@@ -1,0 +1,176 @@
+"""The accelerator stage: batches SR and embedding work, the only thread that touches a GPU.
+
+:class:`Batcher` decides when to run a batch: at ``batch_size`` requests, or when the oldest
+waiting request has waited ``max_wait_s`` (a deadline counted from that request's arrival, so
+a steady trickle of requests cannot hold a batch back). :class:`Accelerator` runs one batch:
+SR for every face that needs it (grouped by LR side), then LR and SR embeddings when identity
+matching is on, and turns each request into its result message. Results are built from their
+own request, one by one, never by zipping lists that could shift; a backend that returns the
+wrong number of rows raises :class:`~cctv_sr.errors.ContractError`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cctv_sr.embed.base import FaceEmbedder
+from cctv_sr.errors import ContractError
+from cctv_sr.records import (
+    AlignedFace,
+    AnalysisMessage,
+    Embedded,
+    EmbedRequest,
+    EnhancedFace,
+    FaceVectors,
+    Saved,
+    SaveRequest,
+    WriterMessage,
+)
+from cctv_sr.sr.base import SuperResolver
+
+
+@dataclass
+class AcceleratorStats:
+    sr_faces: int = 0
+    sr_batches: int = 0
+    embedded_faces: int = 0
+    sr_s: float = 0.0
+    embed_s: float = 0.0
+
+
+class Batcher:
+    """Collects messages in order; says when the requests among them make a batch.
+
+    Only SR/embedding requests count towards ``batch_size`` and the deadline; other messages
+    (track ends, untracked rows) wait in line so that order is kept.
+    """
+
+    def __init__(self, batch_size: int, max_wait_s: float) -> None:
+        if batch_size < 1 or max_wait_s < 0:
+            raise ContractError(f"Batcher needs batch_size >= 1 and max_wait_s >= 0, got "
+                                f"{batch_size}, {max_wait_s}")
+        self.batch_size = batch_size
+        self.max_wait_s = max_wait_s
+        self._pending: list[AnalysisMessage] = []
+        self._requests = 0
+        self._oldest: float | None = None  # arrival time of the oldest waiting request
+
+    def add(self, item: AnalysisMessage, now: float | None = None) -> bool:
+        """Queue ``item``; True when the batch is full and should run now."""
+        self._pending.append(item)
+        if isinstance(item, (SaveRequest, EmbedRequest)):
+            self._requests += 1
+            if self._oldest is None:
+                self._oldest = time.monotonic() if now is None else now
+        return self._requests >= self.batch_size
+
+    def timeout(self, now: float | None = None) -> float | None:
+        """Seconds until the oldest request's deadline (0 when due); None: nothing waits."""
+        if self._oldest is None:
+            return None
+        now = time.monotonic() if now is None else now
+        return max(0.0, self._oldest + self.max_wait_s - now)
+
+    def take(self) -> list[AnalysisMessage]:
+        """Everything queued, in arrival order; the batcher is empty afterwards."""
+        out, self._pending = self._pending, []
+        self._requests, self._oldest = 0, None
+        return out
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
+@dataclass
+class Accelerator:
+    """Runs batches of requests through SR and (optionally) the embedder."""
+
+    sr: SuperResolver
+    out_size: int
+    embedder: FaceEmbedder | None = None
+    stats: AcceleratorStats = field(default_factory=AcceleratorStats)
+
+    def run(self, batch: list[AnalysisMessage]) -> list[WriterMessage]:
+        """The writer messages for ``batch``, in the same order."""
+        requests = [m for m in batch if isinstance(m, (SaveRequest, EmbedRequest))]
+        t0 = time.perf_counter()
+        enhanced = self.enhance([r.face for r in requests])
+        t1 = time.perf_counter()
+        vectors = self.embed(enhanced)
+        self.stats.sr_s += t1 - t0
+        self.stats.embed_s += time.perf_counter() - t1
+        done: dict[int, tuple[EnhancedFace, FaceVectors | None]] = {}
+        for i, request in enumerate(requests):
+            done[id(request)] = (enhanced[i], vectors[i] if vectors is not None else None)
+        out: list[WriterMessage] = []
+        for item in batch:
+            if isinstance(item, SaveRequest):
+                e, v = done[id(item)]
+                out.append(Saved(e, item.evict, v))
+            elif isinstance(item, EmbedRequest):
+                e, v = done[id(item)]
+                if v is not None:
+                    out.append(Embedded(e.face, v))
+            else:
+                out.append(item)
+        return out
+
+    def enhance(self, faces: list[AlignedFace]) -> list[EnhancedFace]:
+        """SR for every face that needs it, batched by LR side; large faces pass through.
+
+        Returns exactly one EnhancedFace per input face, in input order.
+        """
+        result: list[EnhancedFace | None] = [None] * len(faces)
+        by_side: dict[int, list[int]] = {}
+        for i, face in enumerate(faces):
+            side = face.crop.shape[0]
+            if side >= self.out_size:
+                result[i] = EnhancedFace(face, face.crop, "none")
+            else:
+                by_side.setdefault(side, []).append(i)
+        for side, idx in by_side.items():
+            images = self.sr.upscale(np.stack([faces[i].crop for i in idx]), self.out_size)
+            want = (len(idx), self.out_size, self.out_size, 3)
+            if tuple(np.shape(images)) != want:
+                raise ContractError(f"SR backend {self.sr.name!r} returned shape "
+                                    f"{np.shape(images)} for {len(idx)} crops of {side} px; "
+                                    f"expected {want}")
+            method = self.sr.describe(side, self.out_size)
+            for i, image in zip(idx, images, strict=True):
+                result[i] = EnhancedFace(faces[i], image, method)
+            self.stats.sr_faces += len(idx)
+            self.stats.sr_batches += 1
+        out = [r for r in result if r is not None]
+        if len(out) != len(faces):  # every slot is filled above; this guards a future edit
+            raise ContractError(f"enhance: {len(faces)} faces in, {len(out)} results out")
+        return out
+
+    def embed(self, enhanced: list[EnhancedFace]) -> list[FaceVectors] | None:
+        """Identity vectors from each face's LR crop and its SR crop; None without embedder."""
+        if self.embedder is None:
+            return None
+        if not enhanced:
+            return []
+        lr: list[np.ndarray | None] = [None] * len(enhanced)
+        by_side: dict[int, list[int]] = {}
+        for i, e in enumerate(enhanced):
+            by_side.setdefault(e.face.crop.shape[0], []).append(i)
+        for idx in by_side.values():
+            vecs = self._checked(self.embedder.embed(np.stack([enhanced[i].face.crop
+                                                               for i in idx])), len(idx))
+            for i, v in zip(idx, vecs, strict=True):
+                lr[i] = v
+        sr = self._checked(self.embedder.embed(np.stack([e.sr for e in enhanced])),
+                           len(enhanced))
+        self.stats.embedded_faces += len(enhanced)
+        return [FaceVectors(a, b) for a, b in zip(lr, sr, strict=True) if a is not None]
+
+    def _checked(self, vectors: np.ndarray, n: int) -> np.ndarray:
+        if self.embedder is None or np.ndim(vectors) != 2 or len(vectors) != n:
+            name = getattr(self.embedder, "name", "?")
+            raise ContractError(f"embedder {name!r} returned shape {np.shape(vectors)} for "
+                                f"{n} crops; expected ({n}, D)")
+        return vectors

@@ -1,0 +1,149 @@
+"""The records behind every JSONL line a run writes, one dataclass per file.
+
+One name per field across the files: ``stream`` and ``track_id`` everywhere; a crop is always
+a :class:`CropRef` (``face_id``, ``lr``, ``sr`` paths relative to OUTDIR); times are
+``seconds`` (stream time); scores of a candidate are ``score`` (the decision's), ``score_lr``
+and ``score_sr``. A line is ``json.dumps(dataclasses.asdict(record))``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from cctv_sr.records import FaceRow, Quality, TrackSummary
+
+
+def rounded(x: Any, nd: int = 2) -> Any:
+    """Numbers (or nested lists of them) rounded to ``nd`` decimals, as plain lists."""
+    return np.round(np.asarray(x, dtype=np.float64), nd).tolist()
+
+
+def to_line(record: Any) -> str:
+    """One JSONL line (with its newline) for a line record."""
+    return json.dumps(asdict(record), ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class CropRef:
+    """A face's crop files: the LR crop and its enhanced version, relative to OUTDIR."""
+
+    face_id: str
+    lr: str
+    sr: str
+
+
+@dataclass(frozen=True)
+class QualityLine:
+    size_px: float
+    size: float
+    sharpness: float
+    frontal: float
+    det_score: float
+    score: float
+
+    @classmethod
+    def of(cls, q: Quality) -> QualityLine:
+        return cls(*(round(float(v), 4) for v in (q.size_px, q.size, q.sharpness, q.frontal,
+                                                 q.det_score, q.score)))
+
+
+@dataclass(frozen=True)
+class FaceLine:
+    """faces.jsonl: one detected face. ``track_id`` and ``crop`` are null for detections no
+    track took (or of tracks too short to keep); ``crop`` is set for the kept best shots."""
+
+    stream: str
+    frame: int
+    pts: int | None
+    time_base: str
+    seconds: float | None
+    det: int
+    face_id: str | None
+    box: list[float]
+    score: float
+    landmarks: list[list[float]]
+    track_id: int | None
+    quality: QualityLine | None
+    crop: CropRef | None
+
+    @classmethod
+    def of(cls, row: FaceRow, crop: CropRef | None, tracked: bool = True) -> FaceLine:
+        return cls(
+            stream=row.stream_id,
+            frame=row.frame_index,
+            pts=row.pts,
+            time_base=str(row.time_base),
+            seconds=None if row.seconds is None else round(row.seconds, 6),
+            det=row.det_index,
+            face_id=row.face_id if tracked else None,
+            box=rounded(row.xyxy),
+            score=round(float(row.score), 4),
+            landmarks=rounded(row.kps),
+            track_id=row.track_id if tracked else None,
+            quality=None if row.quality is None else QualityLine.of(row.quality),
+            crop=crop,
+        )
+
+
+@dataclass(frozen=True)
+class TrackLine:
+    """tracks.jsonl: one finished track and its best crops (best first)."""
+
+    stream: str
+    track_id: int
+    first_frame: int
+    last_frame: int
+    first_seconds: float | None
+    last_seconds: float | None
+    n_faces: int
+    best_frame: int
+    best_quality: float
+    best_crops: tuple[CropRef, ...]
+    folder: str
+
+    @classmethod
+    def of(cls, s: TrackSummary, best: tuple[CropRef, ...], folder: str) -> TrackLine:
+        return cls(s.stream_id, s.track_id, s.first_frame, s.last_frame, s.first_seconds,
+                   s.last_seconds, s.n_faces, s.best_frame, round(s.best_quality, 4), best,
+                   folder)
+
+
+@dataclass(frozen=True)
+class CandidateLine:
+    """A gallery person scored against a track: the combined, LR-only and SR-only scores."""
+
+    name: str
+    score: float
+    score_lr: float
+    score_sr: float
+
+
+@dataclass(frozen=True)
+class EmbedderRef:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class MatchLine:
+    """matches.jsonl: one track scored against the gallery."""
+
+    stream: str
+    track_id: int
+    first_seconds: float | None
+    last_seconds: float | None
+    n_faces: int
+    n_embedded: int
+    decision: str | None
+    decision_lr_only: str | None
+    decision_sr_only: str | None
+    threshold: float
+    candidates: tuple[CandidateLine, ...]
+    best_crops: tuple[CropRef, ...]
+    side_by_side: str | None
+    embedder: EmbedderRef
+    notice: str

@@ -1,0 +1,156 @@
+"""run.json as a dataclass: what a run was given, what it used, what it did, how it ended.
+
+:class:`RunRecord` is written when the run starts (``status: running``) and replaced,
+atomically, whenever it changes and at the end, so a crash leaves ``running`` behind and is
+visible. ``to_json()`` is the exact object written.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from cctv_sr import EVIDENCE_NOTE, __version__
+from cctv_sr.config import RunConfig
+from cctv_sr.identity.sink import MatchCounts
+from cctv_sr.io.container import SourceInfo
+from cctv_sr.models.resolve import sha256_file
+
+_VERSIONED = ("numpy", "torch", "av", "opencv-contrib-python-headless", "onnxruntime",
+              "onnxruntime-gpu", "mtcnn")
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def library_versions() -> dict[str, str]:
+    """cctv-sr, Python and the installed versions of the libraries results depend on."""
+    out = {"cctv-sr": __version__, "python": platform.python_version()}
+    for dist in _VERSIONED:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class InputRecord:
+    """The input as opened (``url`` has any stream password masked) and its sha256."""
+
+    url: str
+    is_live: bool
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+    time_base: str
+    duration_s: float | None
+    frame_count: int | None
+    sha256: str | None = None
+
+    @classmethod
+    def of(cls, info: SourceInfo) -> InputRecord:
+        return cls(info.url, info.is_live, info.width, info.height, info.fps, info.codec,
+                   str(info.time_base), info.duration_s, info.frame_count)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A loaded backend: its name, implementing class and weight files with their sha256."""
+
+    name: str
+    target: str  # "module:Class"
+    files: tuple[FileRecord, ...]
+
+    @classmethod
+    def of(cls, model: object) -> ModelRecord:
+        files = []
+        for p in getattr(model, "model_files", ()):
+            path = Path(p)
+            files.append(FileRecord(str(path), sha256_file(path) if path.is_file() else None))
+        return cls(str(getattr(model, "name", type(model).__name__)),
+                   f"{type(model).__module__}:{type(model).__name__}", tuple(files))
+
+
+@dataclass(frozen=True)
+class GalleryRecord:
+    path: str
+    people: int
+    embedder: str
+    embedder_version: str
+    threshold: float
+    thresholds: dict[str, float]
+
+
+@dataclass
+class RunCounts:
+    frames_decoded: int = 0
+    frames_analysed: int = 0
+    frames_skipped: int = 0
+    frames_dropped_live: int = 0
+    decode_errors: int = 0
+    detections: int = 0
+    sr_faces: int = 0
+    embedded_faces: int = 0
+    faces: int = 0
+    faces_untracked: int = 0
+    tracks: int = 0
+    crops_written: int = 0
+    crops_removed: int = 0
+
+
+@dataclass
+class RunTiming:
+    """Seconds spent per stage (summed over the run) and the run's wall time."""
+
+    detect_s: float = 0.0
+    track_s: float = 0.0
+    align_s: float = 0.0
+    sr_s: float = 0.0
+    embed_s: float = 0.0
+    write_s: float = 0.0
+    wall_s: float = 0.0
+    analysed_fps: float | None = None
+
+
+@dataclass
+class RunRecord:
+    """Everything run.json holds. ``status``: running | complete | stopped | interrupted |
+    failed."""
+
+    input: InputRecord
+    settings: RunConfig
+    models: dict[str, ModelRecord]
+    gallery: GalleryRecord | None = None
+    tool: str = "cctv-sr"
+    status: str = "running"
+    notice: str = EVIDENCE_NOTE
+    started_at: str = field(default_factory=now_utc)
+    versions: dict[str, str] = field(default_factory=library_versions)
+    matching: MatchCounts | None = None
+    error: str | None = None
+    finished_at: str | None = None
+    counts: RunCounts = field(default_factory=RunCounts)
+    timing: RunTiming = field(default_factory=RunTiming)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        timing = data["timing"]
+        for key, value in timing.items():
+            if isinstance(value, float):
+                timing[key] = round(value, 4)
+        order = ("tool", "status", "notice", "started_at", "input", "settings", "models",
+                 "gallery", "versions", "matching", "error", "finished_at", "counts", "timing")
+        return {key: data[key] for key in order}

@@ -1,0 +1,265 @@
+"""The engine keeps its promises: a failing stage makes run() raise within seconds (never hang),
+stop() flushes everything in flight, the batcher flushes at its size and at its deadline, and
+results stay paired with their requests.
+
+The stages here are small fakes (a detector that always sees one face, an SR that resizes, a
+sink that records what it gets), so that a failure can be injected at an exact point; the
+real stages are covered end to end in test_run_e2e.py and test_identity_e2e.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from cctv_sr.config import RunConfig, with_values
+from cctv_sr.engine.accelerator import Accelerator, Batcher
+from cctv_sr.engine.pipeline import Pipeline
+from cctv_sr.errors import ContractError, OutputError, PipelineError
+from cctv_sr.face.align import ARCFACE_112
+from cctv_sr.records import (
+    EmbedRequest,
+    FaceDetections,
+    Frame,
+    Saved,
+    SaveRequest,
+    TrackEnd,
+    UntrackedRows,
+    WriterMessage,
+)
+
+W, H = 160, 120
+DEADLINE_S = 10.0  # a failure must surface well within this
+
+
+class OneFaceDetector:
+    """Fake: one 48 px frontal face at a fixed place in every frame; may fail on a batch."""
+
+    name = "fake"
+    model_files: tuple[str, ...] = ()
+    track_high_thresh = 0.5
+    track_new_thresh = 0.6
+
+    def __init__(self, fail_on_batch: int | None = None) -> None:
+        self.fail_on_batch = fail_on_batch
+        self.batches = 0
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[FaceDetections]:
+        self.batches += 1
+        if self.fail_on_batch is not None and self.batches >= self.fail_on_batch:
+            raise RuntimeError("detector exploded")
+        kps = ARCFACE_112 * (48 / 112) + 40
+        one = FaceDetections(np.array([[40, 40, 88, 88]]), np.array([0.99]), kps[None])
+        return [one for _ in images]
+
+
+class ResizeSR:
+    """Fake SR: a bicubic resize; may fail on a call, or return the wrong number of rows."""
+
+    name = "fake-sr"
+    model_files: tuple[str, ...] = ()
+
+    def __init__(self, fail_on_call: int | None = None, drop_one: bool = False) -> None:
+        self.fail_on_call = fail_on_call
+        self.drop_one = drop_one
+        self.calls = 0
+
+    def upscale(self, crops: np.ndarray, out_size: int) -> np.ndarray:
+        self.calls += 1
+        if self.fail_on_call is not None and self.calls >= self.fail_on_call:
+            raise RuntimeError("sr exploded")
+        out = np.stack([cv2.resize(c, (out_size, out_size)) for c in crops])
+        return out[1:] if self.drop_one else out
+
+    def describe(self, side: int, out_size: int) -> str:
+        return "fake"
+
+
+class RecordingSink:
+    """Fake writer: records every message; may raise on the n-th Saved."""
+
+    def __init__(self, fail_on_saved: int | None = None) -> None:
+        self.items: list[WriterMessage] = []
+        self.write_s = 0.0
+        self.fail_on_saved = fail_on_saved
+
+    def handle(self, item: WriterMessage) -> None:
+        self.items.append(item)
+        saved = sum(isinstance(i, Saved) for i in self.items)
+        if self.fail_on_saved is not None and saved >= self.fail_on_saved:
+            raise OutputError("disk full (fake)")
+
+    def of(self, kind: type) -> list[Any]:
+        return [i for i in self.items if isinstance(i, kind)]
+
+
+class EndlessSource:
+    """Fake live source: frames until stop(); after ``pause_after`` frames it goes silent
+    (a camera with nothing new to send) until stop(). Counts what it yielded."""
+
+    def __init__(self, pause_after: int | None = None) -> None:
+        self.pause_after = pause_after
+        self.stopped = threading.Event()
+        self.yielded = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        image = np.full((H, W, 3), 90, np.uint8)
+        i = 0
+        while not self.stopped.is_set():
+            if self.pause_after is not None and i >= self.pause_after:
+                self.stopped.wait(0.05)
+                continue
+            yield Frame("cam0", i, i, Fraction(1, 25), image)
+            self.yielded += 1
+            i += 1
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def make(detector: Any = None, sr: Any = None, sink: Any = None,
+         settings: dict[str, dict[str, Any]] | None = None) -> tuple[Pipeline, RecordingSink]:
+    cfg = with_values(RunConfig(), **(settings or {}))
+    sink = sink or RecordingSink()
+    pipeline = Pipeline(cfg, detector or OneFaceDetector(), sr or ResizeSR(), [sink],
+                        queue_size=4)
+    return pipeline, sink
+
+
+def run_with_deadline(pipeline: Pipeline, source: EndlessSource) -> tuple[Any, float]:
+    """pipeline.run() in a thread; fails the test if it is still running after the deadline."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["stats"] = pipeline.run(source, source.stop)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    t0 = time.monotonic()
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(DEADLINE_S)
+    assert not th.is_alive(), "run() hung after a stage failed"
+    return outcome.get("error", outcome.get("stats")), time.monotonic() - t0
+
+
+@pytest.mark.parametrize(
+    ("parts", "error", "stage_text"),
+    [
+        ({"detector": OneFaceDetector(fail_on_batch=3)}, PipelineError, "analysis"),
+        ({"sr": ResizeSR(fail_on_call=2)}, PipelineError, "sr"),
+        ({"sink": RecordingSink(fail_on_saved=2)}, OutputError, "disk full"),
+        ({"sr": ResizeSR(drop_one=True)}, ContractError, "returned shape"),
+    ],
+    ids=["detector", "sr", "writer", "sr-wrong-rows"],
+)
+def test_a_failing_stage_makes_run_raise_promptly(parts: dict[str, Any], error: type,
+                                                  stage_text: str) -> None:
+    pipeline, _ = make(**parts)
+    source = EndlessSource()  # endless: only the failure can end this run
+    result, elapsed = run_with_deadline(pipeline, source)
+    assert isinstance(result, error), result
+    assert stage_text in str(result)
+    assert source.stopped.is_set(), "the source was not told to stop"
+    assert elapsed < DEADLINE_S
+
+
+def test_stop_flushes_everything_in_flight() -> None:
+    # requests wait in line: neither the batch size nor the deadline is reached before stop
+    pipeline, sink = make(settings={"sr": {"batch_size": 64, "max_wait_ms": 5000}})
+    source = EndlessSource()
+    threading.Timer(0.5, pipeline.stop).start()
+    stats, _ = run_with_deadline(pipeline, source)
+    assert not isinstance(stats, BaseException), stats
+    assert stats.stopped and source.stopped.is_set()
+    assert stats.analysis.frames == source.yielded > 0
+    ends = sink.of(TrackEnd)
+    assert ends, "the open track was not ended at stop"
+    saved_tracks = {s.enhanced.face.track_id for s in sink.of(Saved)}
+    assert saved_tracks <= {e.summary.track_id for e in ends}
+    # every face row of every track reached the writer, and the last message says so
+    rows = sum(len(e.rows) for e in ends) + sum(len(u.rows) for u in sink.of(UntrackedRows))
+    assert rows == stats.analysis.faces == source.yielded
+    assert ends[-1].rows_final_before is None
+
+
+def test_results_are_paired_with_their_requests() -> None:
+    """Mixed sides and pass-through faces in one batch: each result is its own request's."""
+    from cctv_sr.engine.analysis import Analyzer
+
+    cfg = RunConfig()
+    analyzer = Analyzer(cfg, OneFaceDetector(), lambda m: None)  # type: ignore[arg-type]
+    image = np.random.default_rng(0).integers(0, 255, (H, W, 3), np.uint8)
+    faces = []
+    for i, side in enumerate([48, 20, 100, 48, 20]):  # -> LR 32, 16, straight to 128, ...
+        kps = (ARCFACE_112 * (side / 112) + 5)[None]
+        dets = FaceDetections(np.array([[5, 5, 5 + side, 5 + side]]), np.array([0.9]), kps)
+        frame = Frame("cam0", i, i, Fraction(1, 25), image)
+        faces.append(analyzer.align(frame, dets, 0, track_id=i))
+    batch = [SaveRequest(faces[0]), UntrackedRows("cam0", ()), EmbedRequest(faces[1]),
+             SaveRequest(faces[2]), SaveRequest(faces[3]), SaveRequest(faces[4])]
+    out = Accelerator(ResizeSR(), 128).run(batch)  # type: ignore[arg-type]
+    assert [type(m).__name__ for m in out] == ["Saved", "UntrackedRows", "Saved", "Saved",
+                                               "Saved"]  # no embedder: no Embedded result
+    for msg, face in zip([out[0], *out[2:]], [faces[0], faces[2], faces[3], faces[4]],
+                         strict=True):
+        assert isinstance(msg, Saved) and msg.enhanced.face is face
+        want = cv2.resize(face.crop, (128, 128)) if face.crop.shape[0] < 128 else face.crop
+        np.testing.assert_array_equal(msg.enhanced.sr, want)
+
+
+def test_batcher_flushes_at_batch_size() -> None:
+    b = Batcher(batch_size=3, max_wait_s=1.0)
+    face_free = UntrackedRows("cam0", ())
+    assert b.add(face_free, now=0.0) is False and b.timeout(now=0.0) is None
+    assert b.add(EmbedRequest(None), now=0.0) is False  # type: ignore[arg-type]
+    assert b.add(EmbedRequest(None), now=0.1) is False  # type: ignore[arg-type]
+    assert b.add(face_free, now=0.1) is False  # only requests count
+    assert b.add(EmbedRequest(None), now=0.2) is True  # type: ignore[arg-type]
+    taken = b.take()
+    assert len(taken) == 5 and taken[0] is face_free and len(b) == 0
+    assert b.timeout(now=5.0) is None
+
+
+def test_batcher_deadline_counts_from_the_oldest_request() -> None:
+    b = Batcher(batch_size=100, max_wait_s=0.05)
+    b.add(EmbedRequest(None), now=10.0)  # type: ignore[arg-type]
+    assert b.timeout(now=10.0) == pytest.approx(0.05)
+    # a steady trickle must not push the deadline back
+    b.add(EmbedRequest(None), now=10.04)  # type: ignore[arg-type]
+    assert b.timeout(now=10.04) == pytest.approx(0.01)
+    assert b.timeout(now=10.2) == 0.0
+    b.take()
+    assert b.timeout(now=10.2) is None
+
+
+def test_batcher_deadline_flushes_in_the_running_pipeline() -> None:
+    """With a huge batch size, results still arrive: the deadline, not the size, flushed."""
+    pipeline, sink = make(settings={"sr": {"batch_size": 1000, "max_wait_ms": 20},
+                                    "detector": {"batch_size": 1}})
+    source = EndlessSource(pause_after=10)  # at most 10 requests: the size is never reached
+    th = threading.Thread(target=pipeline.run, args=(source, source.stop), daemon=True)
+    th.start()
+    t_end = time.monotonic() + DEADLINE_S
+    while not sink.of(Saved) and time.monotonic() < t_end:
+        time.sleep(0.02)
+    got = len(sink.of(Saved))
+    pipeline.stop()
+    th.join(DEADLINE_S)
+    assert got > 0, "no batch ran before the end although requests waited past the deadline"
+    assert not th.is_alive()
+
+
+@pytest.mark.parametrize(("batch_size", "wait"), [(0, 1.0), (1, -1.0)])
+def test_batcher_rejects_bad_settings(batch_size: int, wait: float) -> None:
+    with pytest.raises(ContractError):
+        Batcher(batch_size, wait)
