@@ -2,9 +2,10 @@
 
 A :class:`Channel` is a bounded queue between two threads. The producer puts values, then
 exactly one of :meth:`Channel.end` (finished normally) or :meth:`Channel.fail` (finished with an
-exception, which the consumer re-raises or forwards). Blocking puts give up when the channel's
-``abort`` event is set, so a producer never hangs on a consumer that died. Used by the video
-source (decode thread -> consumer) and by the pipeline's stages.
+exception, which the consumer re-raises or forwards). Blocking puts of values give up when the
+channel's ``abort`` event is set, so a producer never hangs on a consumer that died; the end
+and failure markers are never dropped, so a consumer never waits for an end that cannot come.
+Used by the video source (decode thread -> consumer) and by the pipeline's stages.
 
 Example::
 
@@ -21,6 +22,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from cctv_sr.errors import ContractError
 
 T = TypeVar("T")
 
@@ -74,19 +77,33 @@ class Channel(Generic[T]):
                     old = self._q.get_nowait()
                 except queue.Empty:
                     continue
-                if isinstance(old, (End, Failure)):  # never drop a marker; put it back first
-                    self._q.put(old)
-                    continue
+                if isinstance(old, (End, Failure)):  # the producer already ended this channel
+                    self._q.put_nowait(old)
+                    raise ContractError("Channel.put_latest after the end marker") from None
                 self._q.put_nowait(item)
                 return old
 
-    def end(self) -> bool:
-        """Mark the normal end (gives up like :meth:`put` when aborted)."""
-        return self._put_item(END)
+    def _put_marker(self, marker: End | Failure) -> None:
+        """Markers are never dropped: when aborted and full, discard waiting values instead,
+        so a consumer that is still reading always learns that the producer is done."""
+        while True:
+            try:
+                self._q.put(marker, timeout=POLL_S)
+                return
+            except queue.Full:
+                if self.abort.is_set():
+                    try:
+                        self._q.get_nowait()
+                    except queue.Empty:
+                        pass
 
-    def fail(self, stage: str, exc: BaseException) -> bool:
-        """Mark the end with a failure the consumer will see."""
-        return self._put_item(Failure(stage, exc))
+    def end(self) -> None:
+        """Mark the normal end (always delivered; see :meth:`_put_marker`)."""
+        self._put_marker(END)
+
+    def fail(self, stage: str, exc: BaseException) -> None:
+        """Mark the end with a failure the consumer will see (always delivered)."""
+        self._put_marker(Failure(stage, exc))
 
     def get(self, timeout: float | None = None) -> T | End | Failure:
         """The next item; raises :class:`queue.Empty` after ``timeout`` seconds (None: wait)."""

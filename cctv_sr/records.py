@@ -17,7 +17,7 @@ never ``AssertionError``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TypeAlias
 
@@ -234,7 +234,6 @@ class TrackSummary:
     n_faces: int
     best_frame: int
     best_quality: float
-    best_crops: tuple[str, ...] = field(default_factory=tuple)
 
 
 # ------------------------------------------------------------------------- stage messages

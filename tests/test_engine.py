@@ -66,13 +66,16 @@ class ResizeSR:
     name = "fake-sr"
     model_files: tuple[str, ...] = ()
 
-    def __init__(self, fail_on_call: int | None = None, drop_one: bool = False) -> None:
+    def __init__(self, fail_on_call: int | None = None, drop_one: bool = False,
+                 delay_s: float = 0.0) -> None:
         self.fail_on_call = fail_on_call
         self.drop_one = drop_one
+        self.delay_s = delay_s
         self.calls = 0
 
     def upscale(self, crops: np.ndarray, out_size: int) -> np.ndarray:
         self.calls += 1
+        time.sleep(self.delay_s)
         if self.fail_on_call is not None and self.calls >= self.fail_on_call:
             raise RuntimeError("sr exploded")
         out = np.stack([cv2.resize(c, (out_size, out_size)) for c in crops])
@@ -158,9 +161,15 @@ def run_with_deadline(pipeline: Pipeline, source: EndlessSource) -> tuple[Any, f
         ({"detector": OneFaceDetector(fail_on_batch=3)}, PipelineError, "analysis"),
         ({"sr": ResizeSR(fail_on_call=2)}, PipelineError, "sr"),
         ({"sink": RecordingSink(fail_on_saved=2)}, OutputError, "disk full"),
+        # a slow SR with a full queue behind it while the writer dies: nothing may wait for
+        # an end marker that a blocked producer could not deliver
+        ({"sink": RecordingSink(fail_on_saved=1), "sr": ResizeSR(delay_s=0.3),
+          "settings": {"sr": {"batch_size": 1}}}, OutputError, "disk full"),
+        ({"sr": ResizeSR(fail_on_call=1, delay_s=0.3), "settings": {"sr": {"batch_size": 1}}},
+         PipelineError, "sr"),
         ({"sr": ResizeSR(drop_one=True)}, ContractError, "returned shape"),
     ],
-    ids=["detector", "sr", "writer", "sr-wrong-rows"],
+    ids=["detector", "sr", "writer", "writer-behind-slow-sr", "slow-sr", "sr-wrong-rows"],
 )
 def test_a_failing_stage_makes_run_raise_promptly(parts: dict[str, Any], error: type,
                                                   stage_text: str) -> None:
@@ -178,9 +187,19 @@ def test_stop_flushes_everything_in_flight() -> None:
     pipeline, sink = make(settings={"sr": {"batch_size": 64, "max_wait_ms": 5000}})
     source = EndlessSource()
     threading.Timer(0.5, pipeline.stop).start()
+    requests: list[SaveRequest] = []
+    emit = pipeline._analyzer.emit  # count what the analysis stage asks for
+
+    def counting(message: Any) -> object:
+        if isinstance(message, SaveRequest):
+            requests.append(message)
+        return emit(message)
+
+    pipeline._analyzer.emit = counting
     stats, _ = run_with_deadline(pipeline, source)
     assert not isinstance(stats, BaseException), stats
     assert stats.stopped and source.stopped.is_set()
+    assert requests and [s.enhanced.face for s in sink.of(Saved)] == [r.face for r in requests]
     assert stats.analysis.frames == source.yielded > 0
     ends = sink.of(TrackEnd)
     assert ends, "the open track was not ended at stop"
@@ -220,13 +239,14 @@ def test_results_are_paired_with_their_requests() -> None:
 def test_batcher_flushes_at_batch_size() -> None:
     b = Batcher(batch_size=3, max_wait_s=1.0)
     face_free = UntrackedRows("cam0", ())
-    assert b.add(face_free, now=0.0) is False and b.timeout(now=0.0) is None
+    assert b.add(face_free, now=0.0) is True  # nothing else waits: pass it on now
+    assert b.take() == [face_free] and b.timeout(now=0.0) is None
     assert b.add(EmbedRequest(None), now=0.0) is False  # type: ignore[arg-type]
     assert b.add(EmbedRequest(None), now=0.1) is False  # type: ignore[arg-type]
-    assert b.add(face_free, now=0.1) is False  # only requests count
+    assert b.add(face_free, now=0.1) is False  # waits behind the requests; does not count
     assert b.add(EmbedRequest(None), now=0.2) is True  # type: ignore[arg-type]
     taken = b.take()
-    assert len(taken) == 5 and taken[0] is face_free and len(b) == 0
+    assert len(taken) == 4 and taken[2] is face_free and len(b) == 0
     assert b.timeout(now=5.0) is None
 
 
@@ -238,6 +258,8 @@ def test_batcher_deadline_counts_from_the_oldest_request() -> None:
     b.add(EmbedRequest(None), now=10.04)  # type: ignore[arg-type]
     assert b.timeout(now=10.04) == pytest.approx(0.01)
     assert b.timeout(now=10.2) == 0.0
+    # a message arriving after the deadline makes the batch due at once, even in a busy queue
+    assert b.add(EmbedRequest(None), now=10.2) is True  # type: ignore[arg-type]
     b.take()
     assert b.timeout(now=10.2) is None
 
@@ -247,16 +269,57 @@ def test_batcher_deadline_flushes_in_the_running_pipeline() -> None:
     pipeline, sink = make(settings={"sr": {"batch_size": 1000, "max_wait_ms": 20},
                                     "detector": {"batch_size": 1}})
     source = EndlessSource(pause_after=10)  # at most 10 requests: the size is never reached
-    th = threading.Thread(target=pipeline.run, args=(source, source.stop), daemon=True)
+    got = wait_for(pipeline, source, lambda: sink.of(Saved))
+    assert got, "no batch ran before the end although requests waited past the deadline"
+
+
+def wait_for(pipeline: Pipeline, source: EndlessSource, seen: Any) -> Any:
+    """Run the pipeline until ``seen()`` is truthy (or the deadline); then stop it and check
+    that run() returned cleanly. Returns what ``seen()`` gave before the stop."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["stats"] = pipeline.run(source, source.stop)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
     th.start()
     t_end = time.monotonic() + DEADLINE_S
-    while not sink.of(Saved) and time.monotonic() < t_end:
+    while not seen() and time.monotonic() < t_end:
         time.sleep(0.02)
-    got = len(sink.of(Saved))
+    got = seen()
     pipeline.stop()
     th.join(DEADLINE_S)
-    assert got > 0, "no batch ran before the end although requests waited past the deadline"
-    assert not th.is_alive()
+    assert not th.is_alive() and "error" not in outcome, outcome
+    return got
+
+
+class FaceThenNothing(OneFaceDetector):
+    """Fake: a face in the first 5 frames, then empty frames (the person left)."""
+
+    calls = 0
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[FaceDetections]:
+        self.calls += 1
+        if self.calls <= 5:
+            return super().detect(images)
+        return [FaceDetections.empty() for _ in images]
+
+
+def test_a_track_end_does_not_wait_for_the_next_face() -> None:
+    """Once a person has left, their track reaches the writer while the camera keeps sending
+    empty frames: no later request is needed to push it out of the batcher."""
+    # every request runs at once (batch size 1); the deadline is far away, so only the rule
+    # "nothing else waits: pass it on" can deliver the track end before stop()
+    pipeline, sink = make(detector=FaceThenNothing(),
+                          settings={"sr": {"batch_size": 1, "max_wait_ms": 60000},
+                                    "detector": {"batch_size": 1},
+                                    "tracker": {"max_lost_s": 0.2}})
+    source = EndlessSource()  # endless empty frames after the face
+    ends = wait_for(pipeline, source, lambda: sink.of(TrackEnd))
+    assert ends and ends[0].summary.n_faces == 5
 
 
 @pytest.mark.parametrize(("batch_size", "wait"), [(0, 1.0), (1, -1.0)])

@@ -45,7 +45,8 @@ class Batcher:
     """Collects messages in order; says when the requests among them make a batch.
 
     Only SR/embedding requests count towards ``batch_size`` and the deadline; other messages
-    (track ends, untracked rows) wait in line so that order is kept.
+    (track ends, untracked rows) wait in line behind waiting requests, so order is kept, and
+    go on at once when no request waits.
     """
 
     def __init__(self, batch_size: int, max_wait_s: float) -> None:
@@ -59,13 +60,17 @@ class Batcher:
         self._oldest: float | None = None  # arrival time of the oldest waiting request
 
     def add(self, item: AnalysisMessage, now: float | None = None) -> bool:
-        """Queue ``item``; True when the batch is full and should run now."""
+        """Queue ``item``; True when the batch should run now: it is full, the oldest request's
+        deadline has passed, or no request waits (a track end or untracked rows cost nothing
+        to pass on and must not wait for a face that may never come)."""
+        now = time.monotonic() if now is None else now
         self._pending.append(item)
-        if isinstance(item, (SaveRequest, EmbedRequest)):
-            self._requests += 1
-            if self._oldest is None:
-                self._oldest = time.monotonic() if now is None else now
-        return self._requests >= self.batch_size
+        if not isinstance(item, (SaveRequest, EmbedRequest)):
+            return self._requests == 0
+        self._requests += 1
+        if self._oldest is None:
+            self._oldest = now
+        return self._requests >= self.batch_size or now - self._oldest >= self.max_wait_s
 
     def timeout(self, now: float | None = None) -> float | None:
         """Seconds until the oldest request's deadline (0 when due); None: nothing waits."""

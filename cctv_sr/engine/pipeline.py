@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cctv_sr.channel import Channel, End, Failure
+from cctv_sr.channel import POLL_S, Channel, End, Failure
 from cctv_sr.config import RunConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.embed.base import FaceEmbedder
@@ -142,11 +142,14 @@ class Pipeline:
     def _accelerator_stage(self) -> None:
         batcher = Batcher(self.cfg.sr.batch_size, self.cfg.sr.max_wait_ms / 1000.0)
         try:
-            while True:
+            while not self._abort.is_set():  # a later stage failed: stop working for it
+                wait = batcher.timeout()
                 try:
-                    item = self._to_accel.get(timeout=batcher.timeout())
-                except queue.Empty:  # the oldest waiting request reached its deadline
-                    self._run_batch(batcher.take())
+                    item = self._to_accel.get(timeout=POLL_S if wait is None
+                                              else min(wait, POLL_S))
+                except queue.Empty:
+                    if batcher.timeout() == 0.0:  # the oldest waiting request's deadline
+                        self._run_batch(batcher.take())
                     continue
                 if isinstance(item, (End, Failure)):
                     break

@@ -18,7 +18,7 @@ from cctv_sr.detect import create_detector
 from cctv_sr.engine.pipeline import FaceSink, Pipeline, PipelineStats
 from cctv_sr.engine.progress import RunProgress
 from cctv_sr.identity.setup import open_identity
-from cctv_sr.io.outdir import OutputWriter
+from cctv_sr.io.outdir import OutputWriter, WriteCounts
 from cctv_sr.io.run_record import (
     InputRecord,
     ModelRecord,
@@ -46,6 +46,7 @@ class RunResult:
     wall_s: float
     stats: PipelineStats  # per-stage counters and times (``bench`` reads these)
     source_stats: SourceStats
+    write_counts: WriteCounts
 
 
 class _Hasher(threading.Thread):
@@ -123,7 +124,8 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
         writer.write_run_json(record.to_json())
     a = stats.analysis
     return RunResult(outdir, status, source.stats.decoded, a.frames, writer.counts.faces,
-                     writer.counts.tracks, stats.times.wall_s, stats, source.stats)
+                     writer.counts.tracks, stats.times.wall_s, stats, source.stats,
+                     writer.counts)
 
 
 def _finish(record: RunRecord, stats: PipelineStats, s: SourceStats, writer: OutputWriter,

@@ -86,7 +86,7 @@ def bench(footage: str, cfg: RunConfig, quiet: bool = True) -> BenchResult:
         BenchRow("track", analysed, "frame", times.track_s),
         BenchRow("align", stats.analysis.faces, "face", times.align_s),
         BenchRow("sr", stats.sr_faces, "face", times.sr_s),
-        BenchRow("write", stats.analysis.faces, "face", times.write_s),
+        BenchRow("write", result.write_counts.crops_written, "face", times.write_s),
         BenchRow("e2e", result.frames_decoded, "frame", e2e_s),
     )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -58,7 +58,7 @@ class IdentitySetup:
         """The gallery as run.json records it."""
         return GalleryRecord(
             path=str(self.gallery_path), people=len(self.view.names),
-            embedder=self.embedder.name, embedder_version=self.embedder.version,
+            embedder=EmbedderRef(self.embedder.name, self.embedder.version),
             threshold=self.threshold if self.threshold is not None else self.thresholds.far_1e3,
             thresholds={"far_1e-2": self.thresholds.far_1e2, "far_1e-3": self.thresholds.far_1e3})
 

@@ -11,7 +11,7 @@ wrote is read back from disk.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -122,8 +122,7 @@ class IdentityWriter:
             decision_lr_only=result.decision_lr,
             decision_sr_only=result.decision_sr,
             threshold=round(result.threshold, 4),
-            candidates=tuple(CandidateLine(c.name, c.score, c.lr if c.lr is not None
-                                           else c.score, c.sr if c.sr is not None else c.score)
+            candidates=tuple(CandidateLine(c.name, c.score, c.lr, c.sr)
                              for c in result.combined),
             best_crops=tuple(self.writer.crop_ref(s.stream_id, s.track_id, f)
                              for f in end.kept),
@@ -167,6 +166,3 @@ class IdentityWriter:
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
-
-    def counts_dict(self) -> dict[str, int]:
-        return asdict(self.counts)

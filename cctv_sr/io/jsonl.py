@@ -4,7 +4,9 @@ A face row is final only when its track ends, and tracks end in any order. The a
 says, with each track end, below which frame every row of the stream is final
 (``rows_final_before``); :class:`OrderedJsonl` holds lines in a heap keyed by frame and
 writes (and flushes) every line below that mark, so the file on disk is always a time-ordered
-prefix of the final file, and a crash loses only lines of tracks still open.
+prefix of the final file. The price: while a track is open, every line after its first frame
+waits in memory (finished tracks and untracked rows too), and a crash loses those lines; one
+person standing in view of a live camera for an hour holds an hour of lines.
 """
 
 from __future__ import annotations

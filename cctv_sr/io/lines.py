@@ -118,8 +118,8 @@ class CandidateLine:
 
     name: str
     score: float
-    score_lr: float
-    score_sr: float
+    score_lr: float | None
+    score_sr: float | None
 
 
 @dataclass(frozen=True)

@@ -61,16 +61,6 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def read_run_json(outdir: Path) -> dict[str, Any]:
-    """The run.json of a finished (or running) run in ``outdir``."""
-    path = Path(outdir) / "run.json"
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"{path}: cannot read run.json: {exc}") from None
-    return data
-
-
 class OutputWriter:
     """Owns OUTDIR; used from the writer thread only (``write_run_json`` from any one thread)."""
 

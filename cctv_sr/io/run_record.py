@@ -18,6 +18,7 @@ from cctv_sr import EVIDENCE_NOTE, __version__
 from cctv_sr.config import RunConfig
 from cctv_sr.identity.sink import MatchCounts
 from cctv_sr.io.container import SourceInfo
+from cctv_sr.io.lines import EmbedderRef
 from cctv_sr.models.resolve import sha256_file
 
 _VERSIONED = ("numpy", "torch", "av", "opencv-contrib-python-headless", "onnxruntime",
@@ -86,10 +87,12 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class GalleryRecord:
+    """The gallery a run matched against, with the embedder that built it and the threshold
+    the decisions used (``thresholds``: the calibrated ones, by FAR)."""
+
     path: str
     people: int
-    embedder: str
-    embedder_version: str
+    embedder: EmbedderRef
     threshold: float
     thresholds: dict[str, float]
 

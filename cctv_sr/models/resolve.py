@@ -29,7 +29,7 @@ from pathlib import Path
 
 from cctv_sr.errors import ModelError
 from cctv_sr.models.download import DOWNLOAD_TIMEOUT_S, download_file
-from cctv_sr.models.manifest import ModelFile, ModelManifest, get_manifest
+from cctv_sr.models.manifest import ModelFile, ModelManifest, get_manifest, manifests_with_file
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,13 @@ def resolve_file(
 
     if explicit is not None and str(explicit) != "":
         path = Path(explicit).expanduser()
+        if not path.is_file() and path.name == str(explicit):
+            # a bare file name that is not in the working directory: the file of a shipped
+            # manifest (as `cctv-sr models list` suggests), found like any default file
+            listed = [x for x in manifests_with_file(path.name) if x.backend == m.backend]
+            if listed:
+                return resolve_file(listed[0], path.name, allow_download=allow_download,
+                                    progress=progress, timeout_s=timeout_s)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found (model_path for '{m.name}')")
         if entry.sha256 and sha256_file(path) != entry.sha256:
