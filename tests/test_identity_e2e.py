@@ -141,5 +141,10 @@ def test_match_records_and_side_by_side(setup) -> None:
             assert c["score"] == pytest.approx((c["score_lr"] + c["score_sr"]) / 2, abs=2e-3)
         image = cv2.imread(str(out / m["side_by_side"]))
         assert image is not None and image.shape[1] == 3 * 128
+        b, g, r = image[:20].reshape(-1, 3).mean(axis=0)  # the verdict banner on top
+        if m["decision"] is not None:
+            assert g > r + 40, "a match must show a green MATCH banner"
+        else:
+            assert r > g + 40, "a non-match must show a red NO MATCH banner"
         if m["decision"] is not None:
             assert m["decision"] == m["candidates"][0]["name"]

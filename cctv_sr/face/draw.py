@@ -1,5 +1,5 @@
 """Drawing helpers shared by every picture the project makes (side-by-side match images now;
-annotated video and the HTML report later): one labelled square panel per face."""
+annotated video and the HTML report later): labelled square panels and a verdict banner."""
 
 from __future__ import annotations
 
@@ -7,16 +7,36 @@ import cv2
 import numpy as np
 
 PANEL = 128  # side of a face panel, in pixels
-LABEL_H = 18  # height of the label strip under a panel
+LINE_H = 14  # height of one label line under a panel
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+TEXT = (230, 230, 230)
+MATCH_BGR = (60, 170, 60)  # green: the decision named this person
+NO_MATCH_BGR = (40, 40, 200)  # red: no one was named
 
 
-def panel(image: np.ndarray | None, label: str, side: int = PANEL) -> np.ndarray:
-    """``image`` (BGR, any size; None = blank) fitted into a ``side`` square, label below.
+def _fit(text: str, width: int, scale: float = 0.38) -> tuple[str, float]:
+    """``text`` and a font scale at which it fits ``width`` px; shrinks to 0.28, then cuts
+    characters and adds an ellipsis, so that nothing is clipped mid-glyph."""
+    while scale > 0.28 and cv2.getTextSize(text, FONT, scale, 1)[0][0] > width:
+        scale -= 0.02
+    if cv2.getTextSize(text, FONT, scale, 1)[0][0] <= width:
+        return text, scale
+    cut = text
+    while cut and cv2.getTextSize(cut + "...", FONT, scale, 1)[0][0] > width:
+        cut = cut[:-1]
+    return cut + "...", scale
+
+
+def panel(image: np.ndarray | None, lines: list[str] | str, side: int = PANEL,
+          dim: bool = False) -> np.ndarray:
+    """``image`` (BGR, any size; None = blank) fitted into a ``side`` square, labels below.
 
     Small crops are enlarged with nearest-neighbour so their pixels stay visible (an LR crop
-    must look like what the camera saw, not like a smoothed guess).
+    must look like what the camera saw, not like a smoothed guess). ``dim`` greys the image
+    out (e.g. the nearest gallery photo of a non-match, which must not look like a match).
     """
-    out = np.full((side + LABEL_H, side, 3), 32, np.uint8)
+    labels = [lines] if isinstance(lines, str) else list(lines)
+    out = np.full((side + LINE_H * len(labels) + 4, side, 3), 32, np.uint8)
     if image is not None:
         h, w = image.shape[:2]
         scale = side / max(h, w)
@@ -24,13 +44,28 @@ def panel(image: np.ndarray | None, label: str, side: int = PANEL) -> np.ndarray
             cv2.INTER_CUBIC)
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=interp)
+        if dim:
+            grey = cv2.cvtColor(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+            small = (grey.astype(np.float32) * 0.45 + 20).astype(np.uint8)
         y0, x0 = (side - small.shape[0]) // 2, (side - small.shape[1]) // 2
         out[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
-    cv2.putText(out, label[:20], (3, side + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
-                (230, 230, 230), 1, cv2.LINE_AA)
+    for i, label in enumerate(labels):
+        text, scale = _fit(label, side - 6)
+        cv2.putText(out, text, (3, side + LINE_H * (i + 1)), FONT, scale, TEXT, 1, cv2.LINE_AA)
     return out
 
 
-def side_by_side(panels: list[np.ndarray]) -> np.ndarray:
-    """Panels of equal height next to each other."""
-    return np.hstack(panels)
+def side_by_side(panels: list[np.ndarray], banner: str | None = None,
+                 banner_bgr: tuple[int, int, int] = NO_MATCH_BGR) -> np.ndarray:
+    """Panels next to each other (padded to one height), under an optional coloured banner."""
+    height = max(p.shape[0] for p in panels)
+    padded = [np.vstack([p, np.full((height - p.shape[0], p.shape[1], 3), 32, np.uint8)])
+              for p in panels]
+    body = np.hstack(padded)
+    if banner is None:
+        return body
+    strip = np.zeros((20, body.shape[1], 3), np.uint8)
+    strip[:] = banner_bgr
+    text, scale = _fit(banner, body.shape[1] - 8, scale=0.5)
+    cv2.putText(strip, text, (4, 15), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.vstack([strip, body])

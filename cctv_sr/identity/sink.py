@@ -20,7 +20,7 @@ import numpy as np
 
 from cctv_sr import EVIDENCE_NOTE
 from cctv_sr.errors import OutputError
-from cctv_sr.face.draw import panel, side_by_side
+from cctv_sr.face.draw import MATCH_BGR, NO_MATCH_BGR, panel, side_by_side
 from cctv_sr.identity.match import Thresholds, TrackEmbeddings, TrackMatch, match_track
 from cctv_sr.io.lines import CandidateLine, EmbedderRef, MatchLine, to_line
 from cctv_sr.io.outdir import OutputWriter
@@ -148,16 +148,27 @@ class IdentityWriter:
         if not end.kept or best is None:
             return None
         s = end.summary
-        name = result.decision or result.combined[0].name
+        top = result.combined[0]
+        name = result.decision or top.name
         photo_path = self.gallery.photos.get(name)
         photo = cv2.imread(str(photo_path)) if photo_path is not None else None
-        score = result.combined[0].score
-        tag = f"match {score:.2f}" if result.decision else f"no match {score:.2f}"
-        image = side_by_side([
-            panel(best.face.crop, "LR (input)"),
-            panel(best.sr, "SR (aid only)"),
-            panel(photo, f"{name}: {tag}"),
-        ])
+        lr_sr = [panel(best.face.crop, ["LR (input)"]), panel(best.sr, ["SR (aid only)"])]
+        if result.decision is not None:
+            image = side_by_side(
+                [*lr_sr, panel(photo, [name, f"score {top.score:.3f}"])],
+                banner=f"MATCH: {name} ({top.score:.3f} >= {result.threshold:.3f})",
+                banner_bgr=MATCH_BGR)
+        else:  # the nearest person is shown greyed out, labelled as NOT a match
+            if top.score < result.threshold:
+                why = f"best {top.score:.3f} < {result.threshold:.3f}"
+            else:  # the combined score cleared the bar but the LR crop alone did not
+                lr_bar = min(self.thresholds.far_1e2, result.threshold)
+                lr = top.lr if top.lr is not None else float("nan")
+                why = f"LR score {lr:.3f} < {lr_bar:.3f}"
+            image = side_by_side(
+                [*lr_sr, panel(photo, ["nearest, NOT a match:", name,
+                                       f"score {top.score:.3f}"], dim=True)],
+                banner=f"NO MATCH ({why})", banner_bgr=NO_MATCH_BGR)
         out = self.writer.track_dir(s.stream_id, s.track_id) / "match.png"
         if not cv2.imwrite(str(out), image):
             raise OutputError(f"{out}: could not write image")
