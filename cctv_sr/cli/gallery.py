@@ -5,9 +5,11 @@
 :class:`~cctv_sr.errors.CctvSrError` (the main CLI prints them as one line, exit code 1).
 
 Exit codes of ``build`` and ``add``: 0 when at least one of the given photos is in the gallery
-afterwards (per-file problems are in the table, not failures); 1 when none is (every photo
-failed: a new gallery file is then not written, an existing one is left unchanged), and 1 on
-fatal errors (bad paths, unreadable or foreign db, embedder mismatch, model errors).
+afterwards (per-file problems are in the table, not failures; names that may be one person
+are warnings listed under it); 1 when none is (an empty folder, no image files, or no photo
+usable: the error line says which; a new gallery file is then not written, an existing one is
+left unchanged), and 1 on fatal errors (bad paths, unreadable or foreign db, embedder
+mismatch, model errors, ``add`` of a photo already enrolled as someone else).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help=f"face detector (default: the gallery's own, else {DEFAULT_DETECTOR})")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--strict", action="store_true",
-                   help="refuse photos showing several faces (default: use the largest)")
+                   help="refuse photos showing several faces, and names that may be one person "
+                        "(default: use the largest face; warn)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -118,7 +121,10 @@ def _report(result: EnrollResult, root: Path | None, as_json: bool) -> None:
         _echo(json.dumps({"gallery": str(result.gallery), "created": result.created,
                           "ok": result.ok, "people": list(result.people),
                           "photos_used": result.photos_used, "problems": result.problems,
-                          "counts": counts, "rows": [asdict(r) for r in result.rows]},
+                          "counts": counts, "rows": [asdict(r) for r in result.rows],
+                          "same_person": [{**asdict(p), "why": p.why}
+                                          for p in result.same_person],
+                          "nothing_enrolled": result.nothing_enrolled or None},
                          ensure_ascii=False, indent=2))
         return
     prefix = f"{root}/" if root is not None else None
@@ -129,9 +135,31 @@ def _report(result: EnrollResult, root: Path | None, as_json: bool) -> None:
     if result.rows:
         _table([("FILE", "PERSON", "STATUS", "NOTE")] + [
             (_show(rel(r.file)), _show(r.person), r.status, _show(r.note)) for r in result.rows])
+    _same_person(result, root)
+    written = f" -> {result.gallery}" if result.ok else ""  # never an arrow to a missing file
     _echo(f"{len(result.people)} people enrolled, {result.photos_used} photos used, "
           f"{result.problems} problems ({counts[SKIP]} skipped, {counts[ERROR]} errors, "
-          f"{counts[WARN]} warnings) -> {result.gallery}")
+          f"{counts[WARN]} warnings){written}")
+
+
+def _same_person(result: EnrollResult, root: Path | None) -> None:
+    """The names that may be one person, with their template cosine, and what to do."""
+    pairs = result.same_person
+    if not pairs:
+        return
+    bar = next((p.bar for p in pairs if p.bar is not None), None)
+    rule = f"; near-identical: cosine >= {bar:.3f}" if bar is not None else ""
+    _echo(f"warning: names that may be one person ({len(pairs)} pairs{rule}):")
+    _table([("NAME", "MAY BE", "COSINE", "WHY")] + [
+        (_show(p.second), _show(p.first), f"{p.score:.3f}", _show(p.short))
+        for p in pairs])
+    if root is not None:
+        _echo(f"hint: give each person one folder, {root}/<name>/<photos> (e.g. "
+              f"{root}/{_show(pairs[0].first)}/ holding the photos of both names), then "
+              "`gallery build --overwrite`; or rename the files of different people")
+    else:
+        _echo("hint: if they are one person, `gallery remove` one name and add its photos "
+              "to the other")
 
 
 def _cmd_list(db: Path, as_json: bool) -> int:
@@ -168,7 +196,7 @@ def run_gallery(args: argparse.Namespace) -> int:
     _report(result, root, args.json)
     if not result.ok:
         state = "left unchanged" if result.gallery.exists() else "not written"
-        _echo(f"cctv-sr: error: no photo enrolled (every photo failed, see above); "
-              f"{result.gallery} {state}", err=True)
+        _echo(f"cctv-sr: error: {_show(result.nothing_enrolled)}; {result.gallery} {state}",
+              err=True)
         return 1
     return 0

@@ -14,14 +14,19 @@ embedders (``build --overwrite`` rebuilds with another). Example::
 
 Success (``EnrollResult.ok``) means at least one of the given photos is in the gallery
 afterwards (enrolled now or already there). When none is, a new gallery file is not written
-(and ``--overwrite`` leaves the old one as it was); an existing gallery is left unchanged.
+(and ``--overwrite`` leaves the old one as it was); an existing gallery is left unchanged;
+``EnrollResult.nothing_enrolled`` says why (an empty folder, no image files, or what went
+wrong with each photo). ``EnrollResult.same_person`` lists names that may be one person
+(:mod:`.hygiene`); the same photo under a second name is reported (``build``) or refused
+(``add``), see :mod:`.enroll`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from cctv_sr.detect import FaceDetector
@@ -37,6 +42,7 @@ from cctv_sr.identity.gallery.enroll import (
     flat_person_name,
     scan_gallery_dir,
 )
+from cctv_sr.identity.gallery.hygiene import SamePerson, name_key, review_people, same_person_bar
 from cctv_sr.identity.gallery.store import (
     EmbedderInfo,
     Gallery,
@@ -47,7 +53,7 @@ from cctv_sr.identity.gallery.store import (
 
 __all__ = [
     "EmbedderInfo", "EnrollResult", "FileResult", "Gallery", "Person", "PhotoRecord",
-    "add_photos", "build_gallery", "flat_person_name", "load_models", "remove_person",
+    "SamePerson", "add_photos", "build_gallery", "flat_person_name", "load_models", "remove_person",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,22 +83,41 @@ def _mixing(gallery: Gallery, name: str, version: str = "", dim: int = 0) -> Con
                        "--overwrite --embedder ...`")
 
 
+class _Run:
+    """One enrolment's enroller and hygiene settings (see :func:`_enroll_unsorted`)."""
+
+    def __init__(self, enroller: Enroller, keys: Mapping[str, str], strict: bool) -> None:
+        self.enroller, self.keys, self.strict = enroller, keys, strict
+        self.bar = same_person_bar(enroller.embedder.name)
+        self.same_person: tuple[SamePerson, ...] = ()
+
+    def __call__(self, gallery: Gallery, sources: Sequence[PhotoSource]) -> list[FileResult]:
+        rows = self.enroller.enroll(gallery, sources)
+        rows, self.same_person = review_people(gallery, rows, self.keys, self.bar, self.strict,
+                                               self.enroller.enrolled)
+        return rows
+
+
 def _enroll(out: str | Path, sources: Sequence[PhotoSource], rows: list[FileResult], *,
             embedder: str | None, detector: str | None, strict: bool, overwrite: bool,
-            device: str, models: Models | None, sort: bool = False) -> EnrollResult:
+            device: str, models: Models | None, folder: Path | None = None,
+            keys: Mapping[str, str] | None = None) -> EnrollResult:
     """Enrol ``sources`` into the gallery at ``out`` (opened, created or rebuilt); the rows
-    come back in source order, or by file path when ``sort``."""
+    come back in source order, or by file path for a ``folder`` (``build``), whose flat
+    names' :func:`~.hygiene.name_key` are ``keys``. Without a folder (``add``) a photo
+    already enrolled under another name is a ConfigError."""
     result = _enroll_unsorted(out, sources, rows, embedder=embedder, detector=detector,
-                              strict=strict, overwrite=overwrite, device=device, models=models)
-    if not sort:
+                              strict=strict, overwrite=overwrite, device=device, models=models,
+                              keys=keys or {}, refuse_shared=folder is None)
+    if folder is None:
         return result
-    return EnrollResult(result.gallery, tuple(sorted(result.rows, key=lambda r: r.file)),
-                        result.created)
+    return replace(result, rows=tuple(sorted(result.rows, key=lambda r: r.file)), folder=folder)
 
 
 def _enroll_unsorted(out: str | Path, sources: Sequence[PhotoSource], rows: list[FileResult],
                      *, embedder: str | None, detector: str | None, strict: bool,
-                     overwrite: bool, device: str, models: Models | None) -> EnrollResult:
+                     overwrite: bool, device: str, models: Models | None,
+                     keys: Mapping[str, str], refuse_shared: bool) -> EnrollResult:
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"{out}: is a folder; the gallery must be a file (e.g. gallery.db)")
@@ -123,27 +148,28 @@ def _enroll_unsorted(out: str | Path, sources: Sequence[PhotoSource], rows: list
         if existing is not None:
             existing.close()
         raise
-    enroller = Enroller(det, emb, strict=strict)
+    run = _Run(Enroller(det, emb, strict=strict, refuse_shared=refuse_shared), keys, strict)
     if existing is not None:
         with existing:
             if (emb.name, emb.version, emb.dim) != (existing.embedder_name,
                                                     existing.embedder_version, existing.dim):
                 raise _mixing(existing, emb.name, emb.version, emb.dim)
             with existing.transaction():
-                rows = rows + enroller.enroll(existing, sources)
-        return EnrollResult(out, tuple(rows))
+                rows = rows + run(existing, sources)
+        return EnrollResult(out, tuple(rows), same_person=run.same_person)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
         with Gallery.create(tmp, EmbedderInfo(emb.name, emb.version, emb.dim, det.name,
                                                ALIGN_SIDE)) as gallery:
             with gallery.transaction():
-                rows = rows + enroller.enroll(gallery, sources)
-        result = EnrollResult(out, tuple(rows), created=True)
+                rows = rows + run(gallery, sources)
+        result = EnrollResult(out, tuple(rows), created=True, same_person=run.same_person)
         if result.ok:
             os.replace(tmp, out)
         else:
             log.warning("%s: no photo enrolled; gallery not written", out)
+            result = replace(result, created=False)
         return result
     except OSError as exc:
         if isinstance(exc, OutputError):
@@ -162,16 +188,20 @@ def build_gallery(root: str | Path, out: str | Path, *, embedder: str | None = N
     photos (same embedder only: ``embedder`` defaults to the gallery's, else ``dlib``);
     ``overwrite`` replaces an existing gallery. ``models`` (detector, embedder) skips loading.
     """
-    sources, rows = scan_gallery_dir(Path(root))
+    root = Path(root)
+    sources, rows = scan_gallery_dir(root)
+    keys = {s.person: name_key(s.person) for s in sources if s.path.parent == root}
     return _enroll(out, sources, rows, embedder=embedder, detector=detector, strict=strict,
-                   overwrite=overwrite, device=device, models=models, sort=True)
+                   overwrite=overwrite, device=device, models=models, folder=root, keys=keys)
 
 
 def add_photos(out: str | Path, person: str, photos: Sequence[str | Path], *,
                embedder: str | None = None, detector: str | None = None, strict: bool = False,
                device: str = "cpu", models: Models | None = None) -> EnrollResult:
     """Add ``photos`` of ``person`` (created when new) to the gallery ``out`` (created when
-    missing, with ``embedder``, default ``dlib``)."""
+    missing, with ``embedder``, default ``dlib``). A photo already enrolled as someone else
+    is a ConfigError (nothing is written); ``same_person`` of the result lists people whose
+    templates are near-identical to ``person``'s."""
     name = normalise_name(person)
     if not photos:
         raise ConfigError("gallery add: give at least one photo")

@@ -15,6 +15,12 @@ Per photo: the detector (at least :data:`MIN_FACE_PX` faces, on a copy shrunk to
 :data:`MAX_DETECT_SIDE`; tight crops are retried with a border) keeps faces scoring at least
 its ``track_new_thresh``; the largest is aligned to the ArcFace template at 128 px and
 embedded. Problems are reported per file (:class:`FileResult`) and the rest enrolled.
+
+One photo, one person: the enrolled face is the largest one, so the same file bytes (sha256)
+under two names always give both names the same vector. ``build`` enrols such a photo under
+the first name only (in the order above, or the name already in the gallery) and reports
+every later one (``skip``, ``same photo under another name``); ``add`` refuses it with a
+ConfigError naming both people, and writes nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -35,6 +42,9 @@ from cctv_sr.errors import ConfigError
 from cctv_sr.face.align import similarity_to_template, warp_face
 from cctv_sr.identity.gallery.store import Gallery, normalise_name
 from cctv_sr.records import FaceDetections
+
+if TYPE_CHECKING:
+    from cctv_sr.identity.gallery.hygiene import SamePerson
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +83,14 @@ class PhotoSource:
 
 @dataclass(frozen=True)
 class EnrollResult:
-    """What an enrolment did: the per-file rows and the gallery file written."""
+    """What an enrolment did: the per-file rows, the gallery file written, the names that
+    may be one person (:mod:`.hygiene`) and the folder built from (None for ``add``)."""
 
     gallery: Path
     rows: tuple[FileResult, ...]
     created: bool = False
+    same_person: tuple[SamePerson, ...] = ()
+    folder: Path | None = None
 
     @property
     def people(self) -> tuple[str, ...]:
@@ -98,6 +111,32 @@ class EnrollResult:
     def ok(self) -> bool:
         """True when at least one input photo is in the gallery afterwards."""
         return any(r.in_gallery for r in self.rows)
+
+    @property
+    def nothing_enrolled(self) -> str:
+        """Why no input photo is in the gallery, in one line ('' when one is)."""
+        if self.ok:
+            return ""
+        counts: dict[str, int] = {}
+        for row in self.rows:
+            reason = row.note.split(" (", 1)[0] or row.status
+            counts[reason] = counts.get(reason, 0) + 1
+        reasons = ", ".join(f"{reason} ({n})" for reason, n in counts.items())
+        if self.folder is None:
+            return f"no photo enrolled: {_count(len(self.rows), 'photo')} given, none usable " \
+                   f"({reasons})"
+        if not self.rows:
+            return f"{self.folder}: the folder is empty: no photos to enrol"
+        images = sum(not r.file.endswith("/") and Path(r.file).suffix.lower() in IMAGE_SUFFIXES
+                     for r in self.rows)
+        if not images:
+            return f"{self.folder}: no image files to enrol in the folder ({reasons})"
+        return f"no photo enrolled from {self.folder}: {_count(images, 'image file')}, none " \
+               f"usable ({reasons})"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def flat_person_name(stem: str) -> str:
@@ -199,13 +238,15 @@ class Enroller:
     """Turns photo files into gallery rows with one detector and one embedder."""
 
     def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, *,
-                 strict: bool = False) -> None:
+                 strict: bool = False, refuse_shared: bool = False) -> None:
         self.detector, self.embedder, self.strict = detector, embedder, strict
+        self.refuse_shared = refuse_shared  # a photo of another name: ConfigError, not a row
+        self.enrolled: dict[str, str] = {}  # file -> sha256 of the rows enrolled so far
 
     def enroll(self, gallery: Gallery, sources: Sequence[PhotoSource]) -> list[FileResult]:
         """Enrol ``sources`` into ``gallery`` (the caller commits); one row per source."""
         seen: dict[tuple[str, str], str] = {}  # (person, sha256) -> first file
-        owners: dict[str, str] = {}  # sha256 -> first person enrolled with it
+        owners: dict[str, tuple[str, str]] = {}  # sha256 -> (person, file) enrolled first
         rows = []
         for src in sources:
             row = self._one(gallery, src, seen, owners)
@@ -214,7 +255,7 @@ class Enroller:
         return rows
 
     def _one(self, gallery: Gallery, src: PhotoSource, seen: dict[tuple[str, str], str],
-             owners: dict[str, str]) -> FileResult:
+             owners: dict[str, tuple[str, str]]) -> FileResult:
         file, person = str(src.path), src.person
 
         def fail(status: str, note: str, in_gallery: bool = False) -> FileResult:
@@ -234,6 +275,15 @@ class Enroller:
             return fail(SKIP, f"duplicate photo (same sha256 as {seen[(person, sha)]})", True)
         if gallery.has_photo(person, sha):
             return fail(SKIP, "duplicate photo: already in the gallery", True)
+        other = owners.get(sha) or next(((n, "") for n in gallery.owners(sha)), None)
+        if other is not None:
+            if self.refuse_shared:
+                raise ConfigError(f"{file}: this photo (same sha256) is already enrolled as "
+                                  f"{other[0]!r}; refusing to enrol it as {person!r} too: one "
+                                  "photo, one person")
+            where = f"sha256 of {other[1]}, enrolled" if other[1] else "already in the gallery"
+            return fail(SKIP, f"same photo under another name ({where} as {other[0]!r}); "
+                        f"not enrolled as {person!r}")
         image = decode_image(data)
         if image is None:
             return fail(ERROR, "not a readable image (corrupt or unsupported format)")
@@ -250,11 +300,10 @@ class Enroller:
         notes = [src.note] if src.note else []
         if len(faces) > 1:
             notes.append(f"{len(faces)} faces: used the largest")
-        if sha in owners and owners[sha] != person:
-            notes.append(f"same file also enrolled as {owners[sha]!r}")
         gallery.add_photo(person, str(src.path.resolve()), sha, vector, faces.xyxy[0],
                           float(faces.score[0]), len(faces), "; ".join(notes),
                           detector=self.detector.name)
         seen[(person, sha)] = file
-        owners.setdefault(sha, person)
+        owners.setdefault(sha, (person, file))
+        self.enrolled[file] = sha
         return FileResult(file, person, WARN if notes else OK, "; ".join(notes), True)

@@ -287,9 +287,29 @@ class Gallery:
                     (pid, path, sha256, _blob(vec), self.dim, self.info.name, self.info.version,
                      detector or self.info.detector, *(float(v) for v in xyxy),
                      float(det_score), int(n_faces), note, stamp))
+        self._refresh_template(name, pid, stamp)
+
+    def _refresh_template(self, name: str, pid: int, stamp: str) -> None:
         mean = self.photo_embeddings(name).mean(axis=0)
         self._write("UPDATE person SET template = ?, updated_at = ? WHERE person_id = ?",
                     (_blob(mean), stamp, pid))
+
+    def owners(self, sha256: str) -> list[str]:
+        """Names holding a photo with this sha256, ordered by name."""
+        return [r[0] for r in self._query("SELECT DISTINCT name FROM photo JOIN person USING "
+                                          "(person_id) WHERE sha256 = ? ORDER BY name",
+                                          (sha256,))]
+
+    def remove_photo(self, name: str, sha256: str) -> None:
+        """Delete ``name``'s photo with this sha256 and refresh their template; a person left
+        with no photo is deleted. ConfigError when there is no such person."""
+        person = self._person(name)
+        self._write("DELETE FROM photo WHERE person_id = ? AND sha256 = ?",
+                    (person.person_id, sha256))
+        if self._query("SELECT 1 FROM photo WHERE person_id = ?", (person.person_id,)):
+            self._refresh_template(person.name, person.person_id, now_utc())
+        else:
+            self._write("DELETE FROM person WHERE person_id = ?", (person.person_id,))
 
     def remove_person(self, name: str) -> Person:
         """Delete ``name`` and all their photos; ConfigError when there is no such person."""
