@@ -68,6 +68,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                        "mtcnn) | yunet | mtcnn | scrfd")
     ident.add_argument("--no-cache", action="store_true",
                        help="align again instead of reading the cached crops")
+    ident.add_argument("--open-set", action="store_true",
+                       help="also the watchlist figures (docs/EVAL.md 1b): half the identities "
+                       "left out of the gallery as strangers; FNIR at FPIR 1e-2 / 1e-3, FPIR and "
+                       "FNIR at the shipped threshold, and a DET curve PNG per embedder")
+    ident.add_argument("--det", type=Path, metavar="PATH",
+                       help="with --open-set: write the DET curves to PATH_<embedder>.png "
+                       "(default: next to --json, <json stem>_det_<embedder>.png)")
     _add_output(ident)
     cal = esub.add_parser(
         "calibrate", help="an embedder's match thresholds at FAR 1e-2 and 1e-3",
@@ -112,6 +119,8 @@ def _identify(args: argparse.Namespace) -> int:
     root = Path(args.data)
     if not root.is_dir():
         raise ConfigError(f"--data {root}: not a directory")
+    if args.det and not args.open_set:
+        raise ConfigError("--det draws the open-set DET curves: add --open-set")
     cfg = IdentifyConfig(
         data=root,
         methods=tuple(parse_methods(args.methods)),
@@ -123,9 +132,19 @@ def _identify(args: argparse.Namespace) -> int:
         detector=args.detector,
         use_cache=not args.no_cache,
         quiet=args.quiet,
+        open_set=args.open_set,
     )
     result = run_identify(cfg)
     sys.stdout.write(format_report(result) + "\n")
+    det_base: Path | None = args.det or (
+        args.json.with_name(f"{args.json.stem}_det.png") if args.json else None)
+    if args.open_set and det_base is None:
+        sys.stdout.write("no DET plot written (give --det PATH or --json PATH)\n")
+    elif args.open_set and det_base is not None:
+        from cctv_sr.evaluate.det_plot import write_det_plots
+
+        for e, path in write_det_plots(result, det_base).items():
+            sys.stdout.write(f"DET curve ({e}): {path}\n")
     if args.json:
         try:
             args.json.parent.mkdir(parents=True, exist_ok=True)

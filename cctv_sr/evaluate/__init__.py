@@ -3,8 +3,9 @@
 Modules: :mod:`~cctv_sr.evaluate.identify` (the benchmark), :mod:`~cctv_sr.evaluate.oracle`
 (ground-truth alignment and its cache), :mod:`~cctv_sr.evaluate.workers` (the process pool),
 :mod:`~cctv_sr.evaluate.report` (the text table), :mod:`~cctv_sr.evaluate.metrics`,
-:mod:`~cctv_sr.evaluate.methods`, :mod:`~cctv_sr.evaluate.calibrate` and
-:mod:`~cctv_sr.evaluate.bench`.
+:mod:`~cctv_sr.evaluate.methods`, :mod:`~cctv_sr.evaluate.openset` (the watchlist figures of
+``--open-set``), :mod:`~cctv_sr.evaluate.det_plot` (its DET picture),
+:mod:`~cctv_sr.evaluate.calibrate` and :mod:`~cctv_sr.evaluate.bench`.
 
 Example::
 

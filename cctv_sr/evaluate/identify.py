@@ -12,6 +12,8 @@
    worker processes, each with its own models (:mod:`cctv_sr.evaluate.workers`).
 4. Rank-1 and TAR at FAR = 1e-2 per (method, size, embedder) (:mod:`cctv_sr.evaluate.metrics`);
    the text table is :mod:`cctv_sr.evaluate.report`.
+5. With ``open_set``, the same scores against a watchlist (half the gallery) give FNIR at
+   FPIR 1e-2 / 1e-3 and the figures at the shipped threshold (:mod:`cctv_sr.evaluate.openset`).
 
 Example::
 
@@ -37,6 +39,13 @@ from cctv_sr.data.lfw import EvalImage, EvalSet, load_dataset
 from cctv_sr.errors import ConfigError
 from cctv_sr.evaluate import metrics
 from cctv_sr.evaluate.methods import DEFAULT, default_sr_name, parse_methods
+from cctv_sr.evaluate.openset import (
+    OpenSetResult,
+    OpenSetRow,
+    open_set_row,
+    shipped_threshold,
+    split_watchlist,
+)
 from cctv_sr.evaluate.oracle import AUTO_DETECTOR, align_all, eval_cache_dir, pick_detector
 from cctv_sr.evaluate.workers import (
     EmbedPlan,
@@ -62,7 +71,7 @@ TAR_KEY = "tar_at_far_1e-2"
 class IdentifyConfig:
     """What one benchmark run measures (``workers`` 0 = ``os.cpu_count()``; ``burst`` 0 =
     stills, T > 0 = bursts of T frames; ``cache_dir`` None = the default, ``use_cache`` off =
-    align every time)."""
+    align every time; ``open_set``: add the watchlist figures of docs/EVAL.md 1b)."""
 
     data: Path
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -75,6 +84,7 @@ class IdentifyConfig:
     cache_dir: Path | None = None
     use_cache: bool = True
     quiet: bool = False
+    open_set: bool = False
 
 
 def check_config(cfg: IdentifyConfig) -> IdentifyConfig:
@@ -109,6 +119,7 @@ def check_config(cfg: IdentifyConfig) -> IdentifyConfig:
         data=Path(cfg.data), methods=methods, sizes=tuple(sizes), embedders=tuple(embedders),
         max_probes=cfg.max_probes, burst=int(cfg.burst), workers=int(cfg.workers),
         detector=cfg.detector, cache_dir=cfg.cache_dir, use_cache=cfg.use_cache, quiet=cfg.quiet,
+        open_set=bool(cfg.open_set),
     )
 
 
@@ -157,6 +168,7 @@ class IdentifyResult:
     method_info: dict[str, dict[str, str]] = field(default_factory=dict)
     embedder_versions: dict[str, str] = field(default_factory=dict)
     workers: int = 1
+    open_set: OpenSetResult | None = None
 
     def row(self, method: str, size: int, embedder: str) -> IdentifyRow:
         for r in self.rows:
@@ -166,9 +178,14 @@ class IdentifyResult:
 
     def to_json(self) -> dict[str, Any]:
         """The docs/EVAL.md section 7 object (``rows``, ``identities``, ``probes``,
-        ``seconds``) plus provenance keys."""
-        return {
-            "rows": [r.to_json() for r in self.rows],
+        ``seconds``) plus provenance keys; with the open set, each row gains its open-set
+        figures and the object the split's counts."""
+        rows = [r.to_json() for r in self.rows]
+        if self.open_set is not None:
+            rows = [{**d, **self.open_set.row(r.method, r.size, r.embedder).to_json()}
+                    for d, r in zip(rows, self.rows)]
+        out: dict[str, Any] = {
+            "rows": rows,
             "identities": self.identities,
             "probes": self.probes,
             "seconds": round(self.seconds, 2),
@@ -184,6 +201,9 @@ class IdentifyResult:
             "embedders": self.embedder_versions,
             "workers": self.workers,
         }
+        if self.open_set is not None:
+            out.update(self.open_set.to_json())
+        return out
 
 
 def _num(x: float) -> float | None:
@@ -247,7 +267,10 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
     emb = embed_all(gal_crops, probe_crops, names, plan, workers=workers, threads=threads,
                     quiet=cfg.quiet)
 
+    split = split_watchlist([img.name for img, _ in gallery], labels) if cfg.open_set else None
+    shipped = {e: shipped_threshold(e) for e in cfg.embedders} if cfg.open_set else {}
     rows: list[IdentifyRow] = []
+    open_rows: list[OpenSetRow] = []
     for m in cfg.methods:
         comp = compute_name(m)
         for s in cfg.sizes:
@@ -256,6 +279,9 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
                 scores = metrics.similarity(emb.probe(comp, size, e), emb.gallery(e))
                 rows.append(IdentifyRow(m, s, e, metrics.rank1(scores, labels),
                                         metrics.tar_at_far(scores, labels, FAR)))
+                if split is not None:
+                    open_rows.append(open_set_row(m, s, e, scores, split, shipped[e]))
+    open_set = None if split is None else OpenSetResult(split, shipped, tuple(open_rows))
     return IdentifyResult(
         rows=tuple(rows), identities=len(gallery), probes=len(probes),
         seconds=time.perf_counter() - t0, detector=detector.name,
@@ -264,7 +290,7 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
         total_probes=ds.total_probes, sizes=cfg.sizes, methods=cfg.methods,
         embedders=cfg.embedders, dropped_identities=aligned.dropped_identities,
         no_face_files=aligned.no_face_files, method_info=method_info,
-        embedder_versions=embedder_versions, workers=workers,
+        embedder_versions=embedder_versions, workers=workers, open_set=open_set,
     )
 
 

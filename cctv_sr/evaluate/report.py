@@ -2,7 +2,8 @@
 
 :func:`format_table` lays the figures out as in the reference table of docs/EVAL.md: one
 line per method, one column group per probe size, rank-1 and TAR per embedder, in %.
-:func:`format_report` adds the counts and the provenance lines under it.
+:func:`format_report` adds the counts and the provenance lines under it, and with the open set
+(docs/EVAL.md 1b) the table of :func:`format_open_set` after them.
 
 Example::
 
@@ -17,10 +18,11 @@ import math
 from cctv_sr.data.degrade import HR_SIDE
 from cctv_sr.evaluate.identify import FAR, IdentifyResult
 from cctv_sr.evaluate.methods import DEFAULT, default_sr_name
+from cctv_sr.evaluate.openset import FPIR_TARGETS, SHIPPED_SOURCE, OpenSetResult
 
 EMBEDDER_LABELS = {"mobilefacenet": "MFN", "dlib": "dlib", "arcface": "ArcF"}
 
-__all__ = ["EMBEDDER_LABELS", "format_report", "format_table"]
+__all__ = ["EMBEDDER_LABELS", "format_open_set", "format_report", "format_table"]
 
 
 def format_table(result: IdentifyResult) -> str:
@@ -51,6 +53,57 @@ def format_table(result: IdentifyResult) -> str:
     return "\n".join(lines)
 
 
+def _pct(v: float) -> str:
+    return "-" if v is None or math.isnan(v) else f"{100 * v:.1f}"
+
+
+def _open_block(result: IdentifyResult, ores: OpenSetResult, embedder: str) -> list[str]:
+    """One embedder's open-set table: rows = methods, columns = size x figure."""
+    figures = [f"FNIR@{f:g}" for f in FPIR_TARGETS] + ["FPIR@t", "FNIR@t"]
+    width = max(8, *(len(f) + 2 for f in figures))
+    name_w = max(8, *(len(m) for m in result.methods)) + 1
+    t = ores.shipped.get(embedder, math.nan)
+    shipped = "none (no calibrated threshold)" if math.isnan(t) else f"{t:.4f} ({SHIPPED_SOURCE})"
+    lines = [f"open set, {EMBEDDER_LABELS.get(embedder, embedder)}={embedder}: shipped "
+             f"threshold t = {shipped}, in %"]
+    head1 = " " * name_w
+    for s in result.sizes:
+        head1 += f"| s={s}".ljust(width * len(figures) + 2)
+    lines.append(head1.rstrip())
+    lines.append("method".ljust(name_w) + "".join(
+        f"| {''.join(f.rjust(width) for f in figures)}" for _ in result.sizes))
+    for m in result.methods:
+        line = m.ljust(name_w)
+        for s in result.sizes:
+            r = ores.row(m, s, embedder)
+            cells = [*r.fnir_at_fpir, r.fpir_shipped, r.fnir_shipped]
+            line += "| " + "".join(_pct(v).rjust(width) for v in cells)
+        lines.append(line)
+    return lines
+
+
+def format_open_set(result: IdentifyResult) -> str:
+    """The open-set tables (one per embedder) and their counts; empty without the open set."""
+    ores = result.open_set
+    if ores is None:
+        return ""
+    out: list[str] = []
+    for e in result.embedders:
+        out += _open_block(result, ores, e) + [""]
+    sp = ores.split
+    out += [f"watchlist: {sp.watchlist_identities} of {result.identities} gallery identities "
+            f"(those whose sha256(name) ends in an odd hex digit); listed probes "
+            f"{sp.listed_probes} ({sp.listed_identities} identities), stranger probes "
+            f"{sp.stranger_probes} ({sp.stranger_identities} identities)",
+            "FNIR@f: listed probes missed at the threshold naming at most a share f of the "
+            "strangers; FPIR@t / FNIR@t at the shipped threshold t; named = best score >= t"]
+    coarse = [f"{f:g}" for f in FPIR_TARGETS if sp.stranger_probes * f < 1]
+    if sp.stranger_probes and coarse:
+        out.append(f"with {sp.stranger_probes} stranger probes FPIR {', '.join(coarse)} is not "
+                   f"resolved: its threshold is just above the top stranger score (FPIR 0)")
+    return "\n".join(out)
+
+
 def format_report(result: IdentifyResult) -> str:
     """The table plus the counts and provenance lines."""
     mode = f"bursts of {result.burst} frames" if result.burst else "stills"
@@ -67,4 +120,6 @@ def format_report(result: IdentifyResult) -> str:
            f"{result.seconds:.1f} s with {result.workers} worker(s)"]
     if DEFAULT in result.methods:
         out.append(f"default = {default_sr_name()} (the SR of `cctv-sr run`)")
+    if result.open_set is not None:
+        out += ["", format_open_set(result)]
     return "\n".join(out)
