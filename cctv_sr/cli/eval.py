@@ -77,7 +77,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                        "(default: next to --json, <json stem>_det_<embedder>.png)")
     _add_output(ident)
     cal = esub.add_parser(
-        "calibrate", help="an embedder's match thresholds at FAR 1e-2 and 1e-3",
+        "calibrate", help="an embedder's match thresholds at FAR 1e-2 and 1e-3 (and, with "
+        "--sizes/--fars, on degraded probes and in the tail)",
         description="Thresholds from every genuine and impostor pair of oracle-aligned "
         "full-resolution faces of an LFW-style tree (docs/EVAL.md section 1c); prints the lines "
         "for the embedder's manifest ([spec] threshold_far_1e-2 / threshold_far_1e-3).")
@@ -86,6 +87,17 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="dlib (default) | mobilefacenet | arcface")
     cal.add_argument("--max-identities", type=int, default=0, metavar="N",
                      help="only the first N eligible identities (by name)")
+    cal.add_argument("--sizes", default="hr", metavar="LIST",
+                     help="probe sizes: hr (default: HR pairs only, the manifest figures) and/or "
+                     "sides such as 16,24,32 (probes degraded to s x s, restored by the SR of "
+                     "`cctv-sr run`, against HR images); e.g. hr,16,24,32")
+    cal.add_argument("--fars", default="1e-2,1e-3", metavar="LIST",
+                     help="per-pair false-accept rates (default 1e-2,1e-3); e.g. "
+                     "1e-2,1e-3,1e-4,1e-5,1e-6 (a rate with fewer than 10 impostor pairs above "
+                     "its threshold is reported as not resolved, with a bound)")
+    cal.add_argument("--workers", type=int, default=0, metavar="N",
+                     help="worker processes for the degraded sizes (default: the number of "
+                     "CPUs)")
     _add_output(cal)
     return p
 
@@ -93,19 +105,41 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _calibrate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from cctv_sr.evaluate.calibrate import calibrate
+    from cctv_sr.evaluate.calibrate import calibrate, calibrate_sizes
+    from cctv_sr.evaluate.calibrate_tail import (
+        DEFAULT_FARS,
+        HR_SIZE,
+        format_tail,
+        parse_fars,
+        parse_sizes,
+    )
 
-    c = calibrate(Path(args.data), args.embedder, args.max_identities, quiet=args.quiet)
+    sizes, fars = parse_sizes(args.sizes), parse_fars(args.fars)
+    if args.workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {args.workers}")
+    legacy = sizes == (HR_SIZE,) and fars == DEFAULT_FARS
+    if legacy:  # today's command: the same text and the same --json object
+        c = calibrate(Path(args.data), args.embedder, args.max_identities, quiet=args.quiet)
+        payload: dict[str, Any] = asdict(c)
+    else:
+        tc = calibrate_sizes(Path(args.data), args.embedder, sizes, fars, args.max_identities,
+                             workers=args.workers, quiet=args.quiet)
+        c, payload = tc.hr, tc.to_json()
     sys.stdout.write(
         f"{c.embedder} ({c.version}), {c.images} images of {c.identities} identities, "
         f"{c.genuine_pairs} genuine / {c.impostor_pairs} impostor pairs, {c.detector} "
-        f"alignment, {c.seconds:.0f} s\n"
-        f"FAR 1e-2: threshold {c.threshold_far_1e2:.4f}, TAR {100 * c.tar_at_far_1e2:.1f}%\n"
-        f"FAR 1e-3: threshold {c.threshold_far_1e3:.4f}, TAR {100 * c.tar_at_far_1e3:.1f}%\n"
-        f"manifest [spec] lines:\n{c.manifest_snippet()}")
+        f"alignment, {c.seconds:.0f} s\n")
+    if HR_SIZE in sizes:
+        sys.stdout.write(
+            f"FAR 1e-2: threshold {c.threshold_far_1e2:.4f}, TAR {100 * c.tar_at_far_1e2:.1f}%\n"
+            f"FAR 1e-3: threshold {c.threshold_far_1e3:.4f}, TAR {100 * c.tar_at_far_1e3:.1f}%\n"
+            f"manifest [spec] lines:\n{c.manifest_snippet()}")
+    if not legacy:
+        sys.stdout.write(format_tail(tc.rows, tc.watchlist, tc.restore) + "\n"
+                         f"({tc.seconds:.0f} s in all, {tc.workers} worker(s))\n")
     if args.json:
         try:
-            args.json.write_text(json.dumps(asdict(c), indent=2) + "\n", encoding="utf-8")
+            args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise OutputError(f"--json {args.json}: cannot write ({exc.strerror})") from None
     return 0
