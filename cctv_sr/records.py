@@ -236,6 +236,20 @@ class TrackSummary:
     best_quality: float
 
 
+
+@dataclass
+class StageTimes:
+    """Seconds spent per pipeline stage, summed over a run, and its wall time (mutable: the
+    pipeline fills it in as the run goes; run.json reports it)."""
+
+    detect_s: float = 0.0
+    track_s: float = 0.0
+    align_s: float = 0.0
+    sr_s: float = 0.0
+    embed_s: float = 0.0
+    write_s: float = 0.0
+    wall_s: float = 0.0
+
 # ------------------------------------------------------------------------- stage messages
 # What the pipeline's threads hand each other (see cctv_sr/engine/pipeline.py):
 #   analysis --AnalysisMessage--> accelerator --WriterMessage--> writer

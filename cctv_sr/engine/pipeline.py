@@ -34,6 +34,7 @@ from cctv_sr.records import (
     Embedded,
     Frame,
     Saved,
+    StageTimes,
     TrackEnd,
     UntrackedRows,
     WriterMessage,
@@ -49,17 +50,6 @@ class FaceSink(Protocol):
     write_s: float
 
     def handle(self, item: WriterMessage) -> None: ...
-
-
-@dataclass
-class StageTimes:
-    detect_s: float = 0.0
-    track_s: float = 0.0
-    align_s: float = 0.0
-    sr_s: float = 0.0
-    embed_s: float = 0.0
-    write_s: float = 0.0
-    wall_s: float = 0.0
 
 
 @dataclass

@@ -20,6 +20,7 @@ from cctv_sr.identity.sink import MatchCounts
 from cctv_sr.io.container import SourceInfo
 from cctv_sr.io.lines import EmbedderRef
 from cctv_sr.models.resolve import sha256_file
+from cctv_sr.records import StageTimes
 
 _VERSIONED = ("numpy", "torch", "av", "opencv-contrib-python-headless", "onnxruntime",
               "onnxruntime-gpu", "mtcnn")
@@ -115,16 +116,9 @@ class RunCounts:
 
 
 @dataclass
-class RunTiming:
-    """Seconds spent per stage (summed over the run) and the run's wall time."""
+class RunTiming(StageTimes):
+    """The pipeline's stage times plus the analysed frames per second of the whole run."""
 
-    detect_s: float = 0.0
-    track_s: float = 0.0
-    align_s: float = 0.0
-    sr_s: float = 0.0
-    embed_s: float = 0.0
-    write_s: float = 0.0
-    wall_s: float = 0.0
     analysed_fps: float | None = None
 
 
