@@ -87,7 +87,8 @@ class EmbedderConfig:
 @dataclass(frozen=True)
 class MatchConfig:
     gallery: str = ""  # gallery.db from `cctv-sr gallery build`; empty = no identity matching
-    threshold: float = 0.0  # 0 = the embedder's calibrated FAR 1e-3 threshold (its manifest)
+    threshold: float = 0.0  # 0 = from fpir and the gallery's size (the embedder's calibration)
+    fpir: float = 0.01  # share of strangers (people not in the gallery) a run may name
     top_k: int = 3  # candidates reported per track
     sample_s: float = 1.0  # besides its best shots, embed one face of a track per this interval
 
@@ -245,6 +246,7 @@ def validate(cfg: RunConfig) -> None:
         (cfg.embedder.batch_size >= 1, "embedder.batch_size must be >= 1"),
         (-1.0 <= cfg.match.threshold <= 1.0, "match.threshold must be a cosine in [-1, 1]"),
         (cfg.match.top_k >= 1, "match.top_k must be >= 1"),
+        (0.0 < cfg.match.fpir < 1.0, "match.fpir must be in (0, 1)"),
         (cfg.match.sample_s > 0, "match.sample_s must be > 0"),
         (all(s >= 8 for s in cfg.align.lr_sizes) and cfg.align.lr_sizes,
          "align.lr_sizes must be sides >= 8"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,41 @@ def test_threshold_override_and_validation() -> None:
     assert match_track(TrackEmbeddings(), NAMES, GALLERY, TH) is None
     with pytest.raises(ConfigError):
         Thresholds(0.8, 0.5)
+
+
+WL = Thresholds(0.5, 0.7, ((1e-4, 0.8),))
+
+
+@pytest.mark.parametrize(
+    ("fpir", "people", "threshold", "beyond"),
+    [
+        (0.01, 1, 0.5, False),  # one person: the per-pair FAR is the FPIR itself
+        (0.5, 1, 0.5, False),  # looser than calibrated: clamped to the loosest point
+        (0.01, 10, 0.5 + 0.2 * (2 + math.log10(1 - 0.99 ** 0.1)) / -1, False),
+        (0.01, 100, 0.7 + 0.1 * (3 + math.log10(1 - 0.99 ** 0.01)) / -1, False),
+        (0.01, 10_000, 0.8, True),  # finer than calibrated: the finest point, flagged
+    ],
+)
+def test_watchlist_threshold_follows_the_gallery_size(fpir: float, people: int,
+                                                      threshold: float, beyond: bool) -> None:
+    chosen = WL.for_watchlist(fpir, people)
+    assert chosen.threshold == pytest.approx(threshold, abs=1e-9)
+    assert chosen.pair_far == pytest.approx(1 - (1 - fpir) ** (1 / people))
+    assert chosen.beyond_calibration is beyond
+    assert f"against {people} " in chosen.describe()
+
+
+def test_a_larger_gallery_never_gets_a_looser_threshold() -> None:
+    ts = [WL.for_watchlist(0.01, n).threshold for n in (1, 2, 5, 10, 50, 100, 1000, 10**5)]
+    assert ts == sorted(ts) and ts[0] < ts[-1]
+
+
+@pytest.mark.parametrize(("fpir", "people"), [(0.0, 10), (1.0, 10), (0.01, 0)])
+def test_watchlist_threshold_rejects_bad_input(fpir: float, people: int) -> None:
+    with pytest.raises(ConfigError):
+        WL.for_watchlist(fpir, people)
+
+
+def test_thresholds_must_grow_as_the_far_falls() -> None:
+    with pytest.raises(ConfigError):
+        Thresholds(0.5, 0.7, ((1e-4, 0.6),))

@@ -20,8 +20,12 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--gallery", type=Path, help="gallery.db: match every track against it")
+    p.add_argument("--match-fpir", type=float,
+                   help="share of strangers a run may name (default 0.01); sets the threshold "
+                   "from the gallery's size and the embedder's calibration")
     p.add_argument("--match-threshold", type=float,
-                   help="cosine threshold (default: the embedder's calibrated FAR 1e-3 one)")
+                   help="fixed cosine threshold, overriding --match-fpir (default: chosen from "
+                   "the gallery's size)")
 
 
 def run_run(args: argparse.Namespace) -> int:

@@ -46,5 +46,6 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         sr={**given(("name", args.sr), ("model_path", args.sr_model)), **device},
         output=given(("top_k", args.top_k), ("save_all_crops", args.save_all_crops)),
         match=given(("gallery", str(getattr(args, "gallery", None) or "")),
-                    ("threshold", getattr(args, "match_threshold", None))),
+                    ("threshold", getattr(args, "match_threshold", None)),
+                    ("fpir", getattr(args, "match_fpir", None))),
     )

@@ -268,7 +268,8 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
                     quiet=cfg.quiet)
 
     split = split_watchlist([img.name for img, _ in gallery], labels) if cfg.open_set else None
-    shipped = {e: shipped_threshold(e) for e in cfg.embedders} if cfg.open_set else {}
+    shipped = {e: shipped_threshold(e, split.watchlist_identities)
+               for e in cfg.embedders} if split is not None else {}
     rows: list[IdentifyRow] = []
     open_rows: list[OpenSetRow] = []
     for m in cfg.methods:

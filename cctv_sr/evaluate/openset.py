@@ -18,7 +18,8 @@ columns, so nothing is embedded twice. Per (method, size, embedder):
 Example::
 
     split = split_watchlist(gallery_names, probe_gallery_index)
-    row = open_set_row("bicubic", 16, "dlib", scores, split, shipped_threshold("dlib"))
+    shipped = shipped_threshold("dlib", split.watchlist_identities)
+    row = open_set_row("bicubic", 16, "dlib", scores, split, shipped)
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 
 FPIR_TARGETS: tuple[float, ...] = (1e-2, 1e-3)
 STRANGER_DIGITS = frozenset("02468ace")
-SHIPPED_SOURCE = "[spec] threshold_far_1e-3"
+SHIPPED_SOURCE = ("the threshold cctv-sr run uses for this gallery size: match.fpir (default "
+                  "0.01) over the calibrated [spec] threshold_far_* points")
 
 
 def is_stranger(name: str) -> bool:
@@ -93,13 +95,16 @@ def split_watchlist(gallery_names: Sequence[str], probe_labels: np.ndarray) -> W
         listed_probes=int(listed.sum()), stranger_probes=int((~listed).sum()))
 
 
-def shipped_threshold(embedder: str) -> float:
-    """The embedder's shipped decision threshold (far_1e-3 of its manifest); NaN when it has
-    none (its figures are then undefined)."""
+def shipped_threshold(embedder: str, people: int) -> float:
+    """The decision threshold ``cctv-sr run`` uses with a gallery of ``people`` (the default
+    ``match.fpir`` over the embedder's calibrated points); NaN when it has no calibration (its
+    figures are then undefined)."""
+    from cctv_sr.config import MatchConfig
     from cctv_sr.identity.setup import calibrated_thresholds
 
     try:
-        return float(calibrated_thresholds(embedder).far_1e3)
+        chosen = calibrated_thresholds(embedder).for_watchlist(MatchConfig().fpir, people)
+        return float(chosen.threshold)
     except CctvSrError as exc:
         log.warning("open set: %s", exc)
         return math.nan

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,16 +24,69 @@ from cctv_sr.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Cosine thresholds of one embedder, calibrated at two false-accept rates."""
+class WatchlistThreshold:
+    """The decision threshold for a gallery: the per-pair false-accept rate that names at most
+    ``fpir`` of strangers against ``people`` entries, and the cosine it calibrates to."""
 
-    far_1e2: float  # looser: 1 impostor in 100 passes
-    far_1e3: float  # stricter: 1 in 1000; the default decision threshold
+    threshold: float
+    fpir: float
+    people: int
+    pair_far: float
+    beyond_calibration: bool  # pair_far is finer than the finest calibrated FAR
+
+    def describe(self) -> str:
+        note = " (finer than calibrated: the finest calibrated threshold is used)" if (
+            self.beyond_calibration) else ""
+        who = "person" if self.people == 1 else "people"
+        return (f"FPIR {self.fpir:g} against {self.people} {who}: per-pair FAR "
+                f"{self.pair_far:.2e}, threshold {self.threshold:.4f}{note}")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Cosine thresholds of one embedder, calibrated at per-pair false-accept rates.
+
+    ``far_1e2`` and ``far_1e3`` are always known; ``tail`` adds finer ones as (FAR, threshold)
+    pairs (e.g. 1e-4, 1e-5), measured with ``cctv-sr eval calibrate --fars``.
+    """
+
+    far_1e2: float  # looser: 1 impostor pair in 100 passes (also the LR-alone bar)
+    far_1e3: float  # 1 in 1000
+    tail: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.far_1e2 <= self.far_1e3 <= 1.0:
             raise ConfigError(f"thresholds must satisfy -1 <= far_1e2 <= far_1e3 <= 1, got "
                               f"{self.far_1e2}, {self.far_1e3}")
+        points = self.points()
+        if any(b[1] < a[1] for a, b in zip(points, points[1:])):
+            raise ConfigError(f"thresholds must grow as the FAR falls, got {points}")
+
+    def points(self) -> list[tuple[float, float]]:
+        """(FAR, threshold), FAR falling."""
+        pts = {1e-2: self.far_1e2, 1e-3: self.far_1e3, **dict(self.tail)}
+        return sorted(pts.items(), reverse=True)
+
+    def for_watchlist(self, fpir: float, people: int) -> WatchlistThreshold:
+        """The threshold that names at most a share ``fpir`` of strangers against a gallery of
+        ``people``: a stranger is named when any of the ``people`` scores clears it, so the
+        per-pair FAR must be 1 - (1 - fpir) ** (1 / people); the threshold is interpolated
+        in log10(FAR) between calibrated points (clamped to the calibrated range)."""
+        if not 0.0 < fpir < 1.0 or people < 1:
+            raise ConfigError(f"need 0 < fpir < 1 and at least one person, got {fpir}, {people}")
+        pair_far = 1.0 - (1.0 - fpir) ** (1.0 / people)
+        pts = self.points()
+        if pair_far >= pts[0][0]:
+            return WatchlistThreshold(pts[0][1], fpir, people, pair_far, False)
+        if pair_far <= pts[-1][0]:
+            beyond = pair_far < pts[-1][0] * (1 - 1e-9)
+            return WatchlistThreshold(pts[-1][1], fpir, people, pair_far, beyond)
+        x = math.log10(pair_far)
+        for (f0, t0), (f1, t1) in zip(pts, pts[1:]):
+            if f1 <= pair_far <= f0:
+                w = (math.log10(f0) - x) / (math.log10(f0) - math.log10(f1))
+                return WatchlistThreshold(t0 + w * (t1 - t0), fpir, people, pair_far, False)
+        raise ConfigError(f"no calibrated interval holds FAR {pair_far}")  # pragma: no cover
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ from cctv_sr.models.registry import default_manifest
 
 log = logging.getLogger(__name__)
 
+# finer calibrated points a manifest may carry (measured with `eval calibrate --fars`)
+TAIL_KEYS = ((1e-4, "threshold_far_1e-4"), (1e-5, "threshold_far_1e-5"),
+             (1e-6, "threshold_far_1e-6"))
+
 
 def calibrated_thresholds(embedder_name: str) -> Thresholds:
     """The embedder's thresholds at FAR 1e-2 / 1e-3, from the ``[spec]`` of its default
@@ -37,7 +41,12 @@ def calibrated_thresholds(embedder_name: str) -> Thresholds:
     if not isinstance(t2, (int, float)) or not isinstance(t3, (int, float)):
         raise ModelError(f"model manifest '{manifest.name}' has no calibrated thresholds; "
                          "set match.threshold")
-    return Thresholds(float(t2), float(t3))
+    tail = []
+    for far, key in TAIL_KEYS:
+        value = manifest.spec_value(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            tail.append((far, float(value)))
+    return Thresholds(float(t2), float(t3), tuple(tail))
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +55,8 @@ class IdentitySetup:
     view: GalleryView
     embedder: FaceEmbedder
     thresholds: Thresholds
-    threshold: float | None
+    threshold: float  # the decision threshold of this run
+    threshold_rule: str  # how it was chosen
     top_k: int
 
     def writer_for(self, writer: OutputWriter) -> IdentityWriter:
@@ -59,8 +69,9 @@ class IdentitySetup:
         return GalleryRecord(
             path=str(self.gallery_path), people=len(self.view.names),
             embedder=EmbedderRef(self.embedder.name, self.embedder.version),
-            threshold=self.threshold if self.threshold is not None else self.thresholds.far_1e3,
-            thresholds={"far_1e-2": self.thresholds.far_1e2, "far_1e-3": self.thresholds.far_1e3})
+            threshold=self.threshold, threshold_rule=self.threshold_rule,
+            thresholds={f"far_{far:.0e}".replace("e-0", "e-"): t
+                        for far, t in self.thresholds.points()})
 
 
 def open_identity(cfg: RunConfig) -> IdentitySetup:
@@ -86,14 +97,22 @@ def open_identity(cfg: RunConfig) -> IdentitySetup:
     if embedder.version != version:
         raise ConfigError(f"{path}: built with {name} version {version}, but the installed "
                           f"model is version {embedder.version}; rebuild the gallery")
-    threshold = cfg.match.threshold or None
     try:
         thresholds = calibrated_thresholds(name)
     except ModelError:
-        if threshold is None:
+        if not cfg.match.threshold:
             raise
-        thresholds = Thresholds(threshold, threshold)
-    log.info("gallery %s: %d people, embedder %s, threshold %.3f", path, len(names), name,
-             threshold if threshold is not None else thresholds.far_1e3)
+        thresholds = Thresholds(cfg.match.threshold, cfg.match.threshold)
+    if cfg.match.threshold:
+        threshold, rule = cfg.match.threshold, "match.threshold (set by the user)"
+    else:  # a threshold for this gallery's size: at most match.fpir of strangers named
+        chosen = thresholds.for_watchlist(cfg.match.fpir, len(names))
+        threshold, rule = chosen.threshold, chosen.describe()
+        if chosen.beyond_calibration:
+            log.warning("gallery %s: %d people need a finer calibration than %s has; "
+                        "strangers may be named more often than match.fpir=%g", path,
+                        len(names), name, cfg.match.fpir)
+    log.info("gallery %s: %d people, embedder %s, threshold %.4f (%s)", path, len(names), name,
+             threshold, rule)
     return IdentitySetup(path, GalleryView(names, templates, photos), embedder, thresholds,
-                         threshold, cfg.match.top_k)
+                         threshold, rule, cfg.match.top_k)

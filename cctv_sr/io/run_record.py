@@ -95,6 +95,7 @@ class GalleryRecord:
     people: int
     embedder: EmbedderRef
     threshold: float
+    threshold_rule: str
     thresholds: dict[str, float]
 
 
