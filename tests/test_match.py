@@ -77,9 +77,9 @@ WL = Thresholds(0.5, 0.7, ((1e-4, 0.8),))
 )
 def test_watchlist_threshold_follows_the_gallery_size(fpir: float, people: int,
                                                       threshold: float, beyond: bool) -> None:
-    chosen = WL.for_watchlist(fpir, people)
+    chosen = WL.for_watchlist(fpir, people, max_pair_far=1e-2)
     assert chosen.threshold == pytest.approx(threshold, abs=1e-9)
-    assert chosen.pair_far == pytest.approx(1 - (1 - fpir) ** (1 / people))
+    assert chosen.pair_far == pytest.approx(min(1 - (1 - fpir) ** (1 / people), 1e-2))
     assert chosen.beyond_calibration is beyond
     assert f"against {people} " in chosen.describe()
 
@@ -87,6 +87,12 @@ def test_watchlist_threshold_follows_the_gallery_size(fpir: float, people: int,
 def test_a_larger_gallery_never_gets_a_looser_threshold() -> None:
     ts = [WL.for_watchlist(0.01, n).threshold for n in (1, 2, 5, 10, 50, 100, 1000, 10**5)]
     assert ts == sorted(ts) and ts[0] < ts[-1]
+
+
+@pytest.mark.parametrize("people", [1, 2, 5, 10])
+def test_small_galleries_are_never_looser_than_far_1e3(people: int) -> None:
+    chosen = WL.for_watchlist(0.01, people)
+    assert chosen.threshold == pytest.approx(WL.far_1e3) and chosen.pair_far == 1e-3
 
 
 @pytest.mark.parametrize(("fpir", "people"), [(0.0, 10), (1.0, 10), (0.01, 0)])
