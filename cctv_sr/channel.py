@@ -109,9 +109,6 @@ class Channel(Generic[T]):
         """The next item; raises :class:`queue.Empty` after ``timeout`` seconds (None: wait)."""
         return self._q.get(timeout=timeout)
 
-    def get_nowait(self) -> T | End | Failure:
-        return self._q.get_nowait()
-
     def qsize(self) -> int:
         return self._q.qsize()
 

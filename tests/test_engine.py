@@ -137,8 +137,10 @@ def make(detector: Any = None, sr: Any = None, sink: Any = None,
     return pipeline, sink
 
 
-def run_with_deadline(pipeline: Pipeline, source: EndlessSource) -> tuple[Any, float]:
-    """pipeline.run() in a thread; fails the test if it is still running after the deadline."""
+def start_run(pipeline: Pipeline, source: EndlessSource
+              ) -> tuple[threading.Thread, dict[str, Any]]:
+    """pipeline.run() in a daemon thread; its result lands in the returned dict as "stats"
+    or "error"."""
     outcome: dict[str, Any] = {}
 
     def target() -> None:
@@ -147,9 +149,15 @@ def run_with_deadline(pipeline: Pipeline, source: EndlessSource) -> tuple[Any, f
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             outcome["error"] = exc
 
-    t0 = time.monotonic()
     th = threading.Thread(target=target, daemon=True)
     th.start()
+    return th, outcome
+
+
+def run_with_deadline(pipeline: Pipeline, source: EndlessSource) -> tuple[Any, float]:
+    """pipeline.run() in a thread; fails the test if it is still running after the deadline."""
+    t0 = time.monotonic()
+    th, outcome = start_run(pipeline, source)
     th.join(DEADLINE_S)
     assert not th.is_alive(), "run() hung after a stage failed"
     return outcome.get("error", outcome.get("stats")), time.monotonic() - t0
@@ -276,16 +284,7 @@ def test_batcher_deadline_flushes_in_the_running_pipeline() -> None:
 def wait_for(pipeline: Pipeline, source: EndlessSource, seen: Any) -> Any:
     """Run the pipeline until ``seen()`` is truthy (or the deadline); then stop it and check
     that run() returned cleanly. Returns what ``seen()`` gave before the stop."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["stats"] = pipeline.run(source, source.stop)
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
-            outcome["error"] = exc
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
+    th, outcome = start_run(pipeline, source)
     t_end = time.monotonic() + DEADLINE_S
     while not seen() and time.monotonic() < t_end:
         time.sleep(0.02)

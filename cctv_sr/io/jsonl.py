@@ -29,7 +29,6 @@ class OrderedJsonl:
             raise OutputError(f"{path}: cannot write: {exc}") from None
         self._heap: list[tuple[int, int, int, str]] = []
         self._seq = 0  # keeps arrival order among equal keys
-        self.lines_written = 0
 
     def add(self, frame: int, tie: int, line: str) -> None:
         """Hold ``line`` until :meth:`release` passes ``frame``."""
@@ -42,14 +41,9 @@ class OrderedJsonl:
         while self._heap and (before is None or self._heap[0][0] < before):
             _, _, _, line = heapq.heappop(self._heap)
             self._file.write(line)
-            self.lines_written += 1
             wrote = True
         if wrote:
             self._file.flush()
-
-    @property
-    def held(self) -> int:
-        return len(self._heap)
 
     def close(self) -> None:
         """Write what is still held, then close."""
