@@ -77,7 +77,7 @@ class SRConfig:
 
 @dataclass(frozen=True)
 class EmbedderConfig:
-    name: str = "dlib"  # dlib | arcface | mobilefacenet
+    name: str = "mobilefacenet"  # mobilefacenet | dlib | arcface | mobilefacenet_onnx
     model_path: str = ""  # explicit weights file; empty = resolve from the manifest
     batch_size: int = 32
     device: str = "cpu"
@@ -91,6 +91,67 @@ class MatchConfig:
     fpir: float = 0.01  # share of strangers (people not in the gallery) a run may name
     top_k: int = 3  # candidates reported per track
     sample_s: float = 1.0  # besides its best shots, embed one face of a track per this interval
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """The matching gate's per-face bars and per-track rule (:mod:`cctv_sr.identity.gate`;
+    defaults from samples/measure_gate.py).
+
+    min_faceness: O-Net face probability on the aligned crop (face/faceness.py). At 0.5
+        (measured, samples/measure_gate.py --gate-only): LFW dev faces pass 100% at HR and
+        32 px, 99.3% at 24 px, 97.5% at 16 px; talking-head faces 100% (HR, 32, 16 px);
+        hand-labelled cctv_like faces 80% (MTCNN) / 64% (YuNet: mostly top-down fisheye
+        heads). Rejected: 90% of YuNet's and 66% of MTCNN's labelled false detections
+        (mined at score >= 0.3), 82% of back-of-head detections, 69% of the talking-head
+        clips' hands / shoes / plants, 100% of warped random patches. With all the bars, 4.5%
+        / 19% / 17% of those false detections stay usable, 0% of the patches.
+    min_size_px: native face size (112-template pixels, Quality.size_px); the detectors'
+        default search floor (detector.min_face_px = 12): below it landmarks are guesses.
+    min_sharpness: Quality.sharpness; a flat or smeared crop carries no identity. 0.05 keeps
+        every measured face (LFW 16 px median 0.78) and rejected none of the false detections
+        on its own (their median is 0.26-0.75): a floor, not a discriminator.
+    min_frontal: Quality.frontal (landmark residual against the template, 1 = perfect);
+        0.05 is a residual of 0.285 eye distances, landmarks that fit no frontal face; it
+        rejected 0-3% of the false detections (medians 0.61-0.75 against 0.70-0.83 for
+        faces): landmark geometry does not separate them.
+    min_det_score: the detector's own score; 0.5 is detector.score_thresh's default, so it
+        only bites when a run lowers that threshold (false detections: medians 0.38-0.45 at
+        a 0.3 threshold, faces 0.79-0.98).
+    min_usable: usable faces a decision must rest on (a 1-face "track" is a detection).
+    max_not_face_share: a track whose faces fail the faceness bar more often than this is
+        not a face track, however many of its faces pass.
+    full_evidence_faces: usable faces at which a track gets the gallery's own per-pair FAR
+        (:func:`evidence_far_factor`); shorter tracks get a stricter one. Not yet measured on
+        track lengths (how long non-face tracks are against face tracks): a judgement, one
+        decade of FAR for the shortest matchable track, to revisit with that measurement.
+    short_track_far_factor: the per-pair FAR factor at ``min_usable`` faces.
+    """
+
+    min_faceness: float = 0.5
+    min_size_px: float = 12.0
+    min_sharpness: float = 0.05
+    min_frontal: float = 0.05
+    min_det_score: float = 0.5
+    min_usable: int = 2
+    max_not_face_share: float = 0.5
+    full_evidence_faces: int = 5
+    short_track_far_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("min_faceness", "min_sharpness", "min_frontal", "min_det_score",
+                     "max_not_face_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"gate.{name} must be in [0, 1], got {value}")
+        if self.min_size_px < 0:
+            raise ConfigError(f"gate.min_size_px must be >= 0, got {self.min_size_px}")
+        if self.min_usable < 1 or self.full_evidence_faces < self.min_usable:
+            raise ConfigError(f"gate needs 1 <= min_usable <= full_evidence_faces, got "
+                              f"{self.min_usable}, {self.full_evidence_faces}")
+        if not 0.0 < self.short_track_far_factor <= 1.0:
+            raise ConfigError(f"gate.short_track_far_factor must be in (0, 1], got "
+                              f"{self.short_track_far_factor}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +170,7 @@ class RunConfig:
     sr: SRConfig = field(default_factory=SRConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     match: MatchConfig = field(default_factory=MatchConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 

@@ -318,10 +318,12 @@ class UntrackedRows:
 
 @dataclass(frozen=True, eq=False)
 class FaceVectors:
-    """One face's identity vectors: from its LR crop and from its SR crop (L2-normalised)."""
+    """One face's identity vectors: from its LR crop and from its SR crop (L2-normalised), and
+    the face / non-face score of its LR crop (:mod:`cctv_sr.face.faceness`; NaN: not scored)."""
 
     lr: np.ndarray
     sr: np.ndarray
+    faceness: float = float("nan")
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,7 +1,8 @@
 """Face embedders: batching, shapes, normalisation, identity sanity on real faces, errors.
 
-dlib needs no shared files (its weights ship in ``face_recognition_models``); mobilefacenet
-reads ``../shared/models/mobilefacenet/MobileFaceNet.onnx`` and skips without it. No
+dlib and mobilefacenet need no shared files (their weights ship in ``face_recognition_models``
+and in the package); mobilefacenet_onnx reads ``../shared/models/mobilefacenet/MobileFaceNet.onnx``
+and skips without it. No
 InsightFace ArcFace file is available here, so the ``arcface`` adapter is tested on a tiny
 random-weight ONNX model written into a tmp dir at test time (purely to exercise the
 batching / shape / normalisation code paths) and on the MobileFaceNet file (a real model with
@@ -38,11 +39,12 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def make(name: str) -> FaceEmbedder:
-    """A real embedder (cached). ``arcface`` runs the MobileFaceNet file through the generic
-    InsightFace adapter (no ArcFace weights here); both skip when ../shared is absent."""
+    """A real embedder (cached). ``arcface`` runs the MobileFaceNet ONNX file through the
+    generic InsightFace adapter (no ArcFace weights here); the two ONNX ones skip when
+    ../shared is absent."""
     if name not in _CACHE:
         path = None
-        if name != "dlib":
+        if name in ("arcface", "mobilefacenet_onnx"):
             pytest.importorskip("onnxruntime")
             path = shared_path(MOBILEFACENET)
         cfg = EmbedderConfig(name=name, batch_size=4, model_path=str(path) if path else "")
@@ -74,7 +76,7 @@ def t1_crops(group_photo: np.ndarray) -> dict[int, np.ndarray]:
 # ---------------------------------------------------------------------------- real models
 
 
-@pytest.mark.parametrize("name", ["dlib", "mobilefacenet", "arcface"])
+@pytest.mark.parametrize("name", ["dlib", "mobilefacenet", "mobilefacenet_onnx", "arcface"])
 def test_shapes_dtypes_and_sides(name: str, t1_crops: dict[int, np.ndarray]) -> None:
     emb = make(name)
     assert emb.name == name and emb.dim == 128 and emb.version and emb.model_files
@@ -87,7 +89,7 @@ def test_shapes_dtypes_and_sides(name: str, t1_crops: dict[int, np.ndarray]) -> 
     np.testing.assert_allclose(emb.embed(t1_crops[128])[:3], b, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["dlib", "mobilefacenet", "arcface"])
+@pytest.mark.parametrize("name", ["dlib", "mobilefacenet", "mobilefacenet_onnx", "arcface"])
 def test_identity_sanity_on_group_photo(name: str, t1_crops: dict[int, np.ndarray]) -> None:
     """Each face's horizontally flipped crop finds its own original first (rank-1 6/6), and
     every different-person similarity sits clearly below every same-person one."""
@@ -100,7 +102,7 @@ def test_identity_sanity_on_group_photo(name: str, t1_crops: dict[int, np.ndarra
     cross = emb.similarity(originals, originals)[~np.eye(6, dtype=bool)]
     # measured: dlib same >= 0.98 vs different <= 0.92 (its cosines are compressed, see
     # cctv_sr.embed.dlib_resnet); MobileFaceNet same >= 0.84 vs different <= 0.20
-    margin = {"dlib": 0.03, "mobilefacenet": 0.4, "arcface": 0.4}[name]
+    margin = {"dlib": 0.03, "mobilefacenet": 0.4, "mobilefacenet_onnx": 0.4, "arcface": 0.4}[name]
     assert same.min() - cross.max() > margin, (same.round(3), cross.max())
 
 
@@ -178,6 +180,28 @@ def test_arcface_adapter_on_mobilefacenet_file(t1_crops: dict[int, np.ndarray]) 
     out = arc.embed(t1_crops[128][:3])
     check_unit_rows(out, 3, 128)
     assert np.diag(arc.similarity(out, make("mobilefacenet").embed(t1_crops[128][:3]))).min() > 0.9
+
+
+def test_torch_and_onnx_mobilefacenet_agree(t1_crops: dict[int, np.ndarray]) -> None:
+    """The default (PyTorch, shipped weights, batched, batch norms folded) gives the ONNX
+    export's embeddings: measured cosine >= 0.99999 on t1's faces."""
+    torch_out = make("mobilefacenet").embed(t1_crops[128])
+    onnx_out = make("mobilefacenet_onnx").embed(t1_crops[128])
+    assert np.sum(torch_out * onnx_out, axis=1).min() > 0.9999
+
+
+def test_shipped_mobilefacenet_resolves_from_the_package() -> None:
+    """With no $CCTV_SR_MODELS and no cache (the autouse fixture), offline: the default
+    embedder's weights come from inside the package, with their licence beside them."""
+    emb = make("mobilefacenet")
+    (path,) = emb.model_files
+    assert path.parent.name == "weights" and path.parent.parent.name == "models"
+    assert (path.parent / "LICENSE.MobileFaceNet.txt").is_file()
+    assert emb.version.startswith("foamliu/MobileFaceNet@a6cc903 sha256:90a00ba1d8b0")
+
+
+def test_default_embedder_is_mobilefacenet() -> None:
+    assert EmbedderConfig().name == "mobilefacenet"
 
 
 # ---------------------------------------------------------------------------- tiny ONNX model
@@ -270,19 +294,19 @@ def test_arcface_adapter_batching_and_normalisation(tmp_path: Path, batch: int |
 def test_unknown_embedder_name() -> None:
     with pytest.raises(ConfigError, match="unknown embedder 'facenet'"):
         create_embedder(EmbedderConfig(name="facenet"))
-    assert set(EMBEDDERS) == {"dlib", "arcface", "mobilefacenet"}
+    assert set(EMBEDDERS) == {"dlib", "arcface", "mobilefacenet", "mobilefacenet_onnx"}
 
 
 @pytest.mark.parametrize("name", sorted(EMBEDDERS))
 def test_missing_model_path(name: str, tmp_path: Path) -> None:
-    if name != "dlib":
+    if name in ("arcface", "mobilefacenet_onnx"):
         pytest.importorskip("onnxruntime")
     missing = tmp_path / "nope.bin"
     with pytest.raises(ModelError, match="nope.bin"):
         create_embedder(EmbedderConfig(name=name, model_path=str(missing)))
 
 
-@pytest.mark.parametrize("name", ["arcface", "mobilefacenet"])
+@pytest.mark.parametrize("name", ["arcface", "mobilefacenet_onnx"])
 def test_onnxruntime_missing(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(BackendUnavailableError, match="onnxruntime"):

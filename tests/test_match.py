@@ -104,3 +104,43 @@ def test_watchlist_threshold_rejects_bad_input(fpir: float, people: int) -> None
 def test_thresholds_must_grow_as_the_far_falls() -> None:
     with pytest.raises(ConfigError):
         Thresholds(0.5, 0.7, ((1e-4, 0.6),))
+
+
+def test_margin_reason_and_subset() -> None:
+    acc = TrackEmbeddings()
+    acc.add("f1", 0.9, unit(1, 0.5, 0, 0), unit(1, 0.5, 0, 0))
+    acc.add("f2", 0.9, unit(0, 0, 1, 0), unit(0, 0, 1, 0))
+    m = match_track(acc.subset({"f1"}), NAMES, GALLERY, TH)
+    assert m is not None and m.decision == "alice" and m.reason is None and m.n_faces == 1
+    assert m.margin == pytest.approx(1 / np.sqrt(1.25) - 0.5 / np.sqrt(1.25), abs=1e-3)
+    m = match_track(acc, NAMES, GALLERY, TH, threshold=0.99)
+    assert m is not None and m.decision is None and m.reason.startswith("best ")
+    one = match_track(acc, NAMES[:1], GALLERY[:1], TH)
+    assert one is not None and one.margin is None
+
+
+def test_sr_only_reason_names_the_lr_bar() -> None:
+    acc = TrackEmbeddings()
+    acc.add("f1", 0.8, unit(0, 0.45, 0, np.sqrt(1 - 0.45**2)), unit(0, 1, 0, 0))
+    m = match_track(acc, NAMES, GALLERY, TH)
+    assert m is not None and m.reason == "LR score 0.450 < 0.500"
+
+
+def test_far_factor_makes_the_threshold_stricter() -> None:
+    th = Thresholds(0.25, 0.34, ((1e-4, 0.40), (1e-5, 0.46)))
+    base = th.for_watchlist(0.01, 10)
+    strict = th.for_watchlist(0.01, 10, far_factor=0.1)
+    assert strict.pair_far == pytest.approx(base.pair_far * 0.1)
+    assert strict.threshold > base.threshold
+    with pytest.raises(ConfigError):
+        th.for_watchlist(0.01, 10, far_factor=0.0)
+
+
+def test_decision_rule_fixed_or_from_the_gallery() -> None:
+    from cctv_sr.identity.match import DecisionRule
+
+    th = Thresholds(0.25, 0.34, ((1e-4, 0.40), (1e-5, 0.46)))
+    rule = DecisionRule(th, 0.01, 100)
+    assert rule.threshold() == pytest.approx(th.for_watchlist(0.01, 100).threshold)
+    assert rule.threshold(0.1) > rule.threshold()
+    assert DecisionRule(th, 0.01, 100, fixed=0.5).threshold(0.1) == 0.5

@@ -15,7 +15,7 @@ from cctv_sr.models.catalog import ModelStatus
 
 # (header, width) of the wrapped columns of `models list`; the location comes last, unwrapped,
 # so a path can be copied whole
-COLUMNS = (("MODEL", 14), ("TASK", 6), ("USE WITH", 34), ("LICENCE", 40))
+COLUMNS = (("MODEL", 19), ("TASK", 6), ("USE WITH", 34), ("LICENCE", 40))
 LOCATION = "FILE"
 
 

@@ -10,8 +10,8 @@ set the normalisation:
 
 * ``arcface`` (InsightFace recognition models such as ``w600k_r50.onnx`` of ``buffalo_l``,
   manifest ``arcface_r50``): RGB, ``(x - 127.5) / 127.5``.
-* ``mobilefacenet`` (foamliu, manifest ``mobilefacenet``): RGB, ``x / 255`` then ImageNet
-  mean/std, the transform it was trained with.
+* ``mobilefacenet_onnx`` (foamliu's export, manifest ``mobilefacenet_onnx``): RGB, ``x / 255``
+  then ImageNet mean/std, the transform it was trained with.
 
 Crops of any side are resized to the model's input side (area when shrinking, bicubic when
 growing); outputs are L2-normalised.
@@ -148,10 +148,11 @@ class ArcFaceEmbedder(OnnxEmbedder):
     dim = 512
 
 
-class MobileFaceNetEmbedder(OnnxEmbedder):
-    """foamliu's MobileFaceNet ONNX (128-d, batch 1 only: crops are run one by one)."""
+class MobileFaceNetOnnxEmbedder(OnnxEmbedder):
+    """foamliu's MobileFaceNet ONNX export (128-d, batch 1 only: crops are run one by one);
+    the default ``mobilefacenet`` embedder runs the same weights in PyTorch, batched."""
 
-    name = "mobilefacenet"
+    name = "mobilefacenet_onnx"
     dim = 128
     mean = (255.0 * IMAGENET_MEAN[0], 255.0 * IMAGENET_MEAN[1], 255.0 * IMAGENET_MEAN[2])
     std = (255.0 * IMAGENET_STD[0], 255.0 * IMAGENET_STD[1], 255.0 * IMAGENET_STD[2])

@@ -18,6 +18,7 @@ import numpy as np
 
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.errors import ContractError
+from cctv_sr.face.faceness import Faceness
 from cctv_sr.records import (
     AlignedFace,
     AnalysisMessage,
@@ -96,6 +97,7 @@ class Accelerator:
     sr: SuperResolver
     out_size: int
     embedder: FaceEmbedder | None = None
+    faceness: Faceness | None = None  # scores each embedded face's LR crop for the gate
     stats: AcceleratorStats = field(default_factory=AcceleratorStats)
 
     def run(self, batch: list[AnalysisMessage]) -> list[WriterMessage]:
@@ -170,8 +172,16 @@ class Accelerator:
                 lr[i] = v
         sr = self._checked(self.embedder.embed(np.stack([e.sr for e in enhanced])),
                            len(enhanced))
+        if self.faceness is not None:
+            faceness = np.asarray(self.faceness.score([e.face.crop for e in enhanced]), np.float32)
+            if faceness.shape != (len(enhanced),):
+                raise ContractError(f"faceness returned shape {faceness.shape} for "
+                                    f"{len(enhanced)} crops")
+        else:
+            faceness = np.full(len(enhanced), np.nan, np.float32)
         self.stats.embedded_faces += len(enhanced)
-        return [FaceVectors(a, b) for a, b in zip(lr, sr, strict=True) if a is not None]
+        return [FaceVectors(a, b, float(f))
+                for a, b, f in zip(lr, sr, faceness, strict=True) if a is not None]
 
     def _checked(self, vectors: np.ndarray, n: int) -> np.ndarray:
         if self.embedder is None or np.ndim(vectors) != 2 or len(vectors) != n:

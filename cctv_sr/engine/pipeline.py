@@ -29,6 +29,7 @@ from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.engine.accelerator import Accelerator, AcceleratorStats, Batcher
 from cctv_sr.engine.analysis import AnalysisStats, Analyzer
 from cctv_sr.errors import CctvSrError, PipelineError
+from cctv_sr.face.faceness import Faceness
 from cctv_sr.records import (
     AnalysisMessage,
     Embedded,
@@ -73,7 +74,8 @@ class Pipeline:
 
     def __init__(self, cfg: RunConfig, detector: FaceDetector, sr: SuperResolver,
                  sinks: Iterable[FaceSink], fps_hint: float = 25.0, queue_size: int = 64,
-                 embedder: FaceEmbedder | None = None) -> None:
+                 embedder: FaceEmbedder | None = None,
+                 faceness: Faceness | None = None) -> None:
         self.cfg = cfg
         self.sinks = list(sinks)
         self.stats = PipelineStats()
@@ -84,7 +86,7 @@ class Pipeline:
         self._source_stop: Callable[[], None] | None = None
         self._analyzer = Analyzer(cfg, detector, self._to_accel.put, fps_hint,
                                   embed=embedder is not None)
-        self._accelerator = Accelerator(sr, cfg.align.out_size, embedder)
+        self._accelerator = Accelerator(sr, cfg.align.out_size, embedder, faceness)
         self.stats.analysis = self._analyzer.stats
         self.stats.accelerator = self._accelerator.stats
 

@@ -80,10 +80,10 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
     except BaseException:
         source.stop()
         raise
-    embedder, identity = None, None
+    embedder, faceness, identity = None, None, None
     sinks: list[FaceSink] = [writer]
     if identity_setup is not None:
-        embedder = identity_setup.embedder
+        embedder, faceness = identity_setup.embedder, identity_setup.faceness
         identity = identity_setup.writer_for(writer)
         sinks.append(identity)
     hasher = None if live else _Hasher(Path(footage))
@@ -92,11 +92,13 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
     models = {"detector": ModelRecord.of(detector), "sr": ModelRecord.of(sr)}
     if embedder is not None:
         models["embedder"] = ModelRecord.of(embedder)
+        models["faceness"] = ModelRecord.of(faceness)
     record = RunRecord(input=InputRecord.of(info), settings=cfg, models=models,
                        gallery=None if identity_setup is None else identity_setup.describe())
     writer.write_run_json(record.to_json())
     pipeline = Pipeline(cfg, detector, sr, sinks, fps_hint=info.fps or 25.0,
-                        queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder)
+                        queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
+                        faceness=faceness)
     progress = RunProgress(source, info, cfg.source.stride, cfg.source.max_fps, disable=quiet)
     status, error = "complete", None
     stats: PipelineStats = pipeline.stats

@@ -69,8 +69,8 @@ class Thresholds:
         pts = {1e-2: self.far_1e2, 1e-3: self.far_1e3, **dict(self.tail)}
         return sorted(pts.items(), reverse=True)
 
-    def for_watchlist(self, fpir: float, people: int,
-                      max_pair_far: float = MAX_PAIR_FAR) -> WatchlistThreshold:
+    def for_watchlist(self, fpir: float, people: int, max_pair_far: float = MAX_PAIR_FAR,
+                      far_factor: float = 1.0) -> WatchlistThreshold:
         """The threshold that names at most a share ``fpir`` of strangers against a gallery of
         ``people``: a stranger is named when any of the ``people`` scores clears it, so the
         per-pair FAR must be 1 - (1 - fpir) ** (1 / people); the threshold is interpolated
@@ -80,10 +80,13 @@ class Thresholds:
         otherwise get a looser threshold than the FAR 1e-3 one, and real footage scores
         strangers higher than the LFW pairs the points were measured on (dlib named 10 of 90
         tracks of absent people without this floor, 7 with it; see samples/absent_gallery_runs.py).
+        ``far_factor`` (0 < f <= 1) then makes it stricter, for decisions that rest on few
+        faces (:func:`cctv_sr.identity.gate.evidence_far_factor`).
         """
-        if not 0.0 < fpir < 1.0 or people < 1:
-            raise ConfigError(f"need 0 < fpir < 1 and at least one person, got {fpir}, {people}")
-        pair_far = min(1.0 - (1.0 - fpir) ** (1.0 / people), max_pair_far)
+        if not 0.0 < fpir < 1.0 or people < 1 or not 0.0 < far_factor <= 1.0:
+            raise ConfigError(f"need 0 < fpir < 1, at least one person and 0 < far_factor <= 1, "
+                              f"got {fpir}, {people}, {far_factor}")
+        pair_far = min(1.0 - (1.0 - fpir) ** (1.0 / people), max_pair_far) * far_factor
         pts = self.points()
         if pair_far >= pts[0][0]:
             return WatchlistThreshold(pts[0][1], fpir, people, pair_far, False)
@@ -96,6 +99,23 @@ class Thresholds:
                 w = (math.log10(f0) - x) / (math.log10(f0) - math.log10(f1))
                 return WatchlistThreshold(t0 + w * (t1 - t0), fpir, people, pair_far, False)
         raise ConfigError(f"no calibrated interval holds FAR {pair_far}")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """How a run picks a track's threshold: a fixed cosine set by the user, or the watchlist
+    rule (``fpir`` over ``people``) made stricter by the track's evidence factor."""
+
+    thresholds: Thresholds
+    fpir: float
+    people: int
+    fixed: float | None = None
+
+    def threshold(self, far_factor: float = 1.0) -> float:
+        if self.fixed is not None:
+            return self.fixed
+        return self.thresholds.for_watchlist(self.fpir, self.people,
+                                             far_factor=far_factor).threshold
 
 
 @dataclass(frozen=True)
@@ -118,6 +138,8 @@ class TrackMatch:
     decision: str | None  # the matched name, or None
     decision_lr: str | None  # what LR alone would decide (at the same threshold)
     decision_sr: str | None  # what SR alone would decide (never used on its own)
+    margin: float | None  # combined top-1 minus top-2 score (None with one gallery person)
+    reason: str | None  # why there is no match (None when matched)
 
 
 @dataclass
@@ -139,6 +161,12 @@ class TrackEmbeddings:
 
     def __len__(self) -> int:
         return len(self.face_ids)
+
+    def subset(self, face_ids: set[str] | frozenset[str] | tuple[str, ...]) -> TrackEmbeddings:
+        """The faces whose id is in ``face_ids`` (e.g. those the gate found usable)."""
+        keep = [i for i, f in enumerate(self.face_ids) if f in face_ids]
+        return TrackEmbeddings([self.face_ids[i] for i in keep], [self.weights[i] for i in keep],
+                               [self.lr[i] for i in keep], [self.sr[i] for i in keep])
 
 
 def aggregate(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -174,18 +202,30 @@ def match_track(acc: TrackEmbeddings, names: list[str], templates: np.ndarray,
     combined = (lr + sr) / 2.0
     k = min(top_k, len(names))
 
+    lr_bar = min(thresholds.far_1e2, t)
+
     def decide(scores: np.ndarray, extra_ok: np.ndarray | None = None) -> str | None:
         best = int(np.argmax(scores))
         ok = scores[best] >= t and (extra_ok is None or bool(extra_ok[best]))
         return names[best] if ok else None
 
+    decision = decide(combined, lr >= lr_bar)
+    top = int(np.argmax(combined))
+    reason = None
+    if decision is None:
+        reason = (f"best {combined[top]:.3f} < {t:.3f}" if combined[top] < t
+                  else f"LR score {lr[top]:.3f} < {lr_bar:.3f}")
+    ordered = np.sort(combined)[::-1]
+    margin = round(float(ordered[0] - ordered[1]), 4) if len(ordered) > 1 else None
     return TrackMatch(
         n_faces=len(acc),
         lr=_ranked(names, lr, k),
         sr=_ranked(names, sr, k),
         combined=_ranked(names, combined, k, lr, sr),
         threshold=t,
-        decision=decide(combined, lr >= min(thresholds.far_1e2, t)),
+        decision=decision,
         decision_lr=decide(lr),
         decision_sr=decide(sr),
+        margin=margin,
+        reason=reason,
     )

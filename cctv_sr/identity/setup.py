@@ -10,12 +10,13 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cctv_sr.config import RunConfig
+from cctv_sr.config import GateConfig, RunConfig
 from cctv_sr.embed import create_embedder
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.errors import ConfigError, ModelError
+from cctv_sr.face.faceness import OnetFaceness
 from cctv_sr.identity.gallery.store import Gallery
-from cctv_sr.identity.match import Thresholds
+from cctv_sr.identity.match import DecisionRule, Thresholds
 from cctv_sr.identity.sink import GalleryView, IdentityWriter
 from cctv_sr.io.lines import EmbedderRef
 from cctv_sr.io.outdir import OutputWriter
@@ -55,14 +56,16 @@ class IdentitySetup:
     view: GalleryView
     embedder: FaceEmbedder
     thresholds: Thresholds
-    threshold: float  # the decision threshold of this run
+    threshold: float  # the decision threshold of this run (of a track with full evidence)
     threshold_rule: str  # how it was chosen
     top_k: int
+    rule: DecisionRule
+    gate: GateConfig
+    faceness: OnetFaceness  # the gate's face / non-face check, run with the embedder
 
     def writer_for(self, writer: OutputWriter) -> IdentityWriter:
         info = EmbedderRef(self.embedder.name, self.embedder.version)
-        return IdentityWriter(writer, self.view, self.thresholds, self.top_k, self.threshold,
-                              info)
+        return IdentityWriter(writer, self.view, self.rule, self.top_k, info, self.gate)
 
     def describe(self) -> GalleryRecord:
         """The gallery as run.json records it."""
@@ -103,8 +106,9 @@ def open_identity(cfg: RunConfig) -> IdentitySetup:
         if not cfg.match.threshold:
             raise
         thresholds = Thresholds(cfg.match.threshold, cfg.match.threshold)
-    if cfg.match.threshold:
-        threshold, rule = cfg.match.threshold, "match.threshold (set by the user)"
+    fixed = float(cfg.match.threshold) if cfg.match.threshold else None
+    if fixed is not None:
+        threshold, rule = fixed, "match.threshold (set by the user)"
     else:  # a threshold for this gallery's size: at most match.fpir of strangers named
         chosen = thresholds.for_watchlist(cfg.match.fpir, len(names))
         threshold, rule = chosen.threshold, chosen.describe()
@@ -112,7 +116,12 @@ def open_identity(cfg: RunConfig) -> IdentitySetup:
             log.warning("gallery %s: %d people need a finer calibration than %s has; "
                         "strangers may be named more often than match.fpir=%g", path,
                         len(names), name, cfg.match.fpir)
+        rule += (f"; tracks resting on fewer than {cfg.gate.full_evidence_faces} usable faces "
+                 f"get a stricter per-pair FAR (x{cfg.gate.short_track_far_factor:g} at "
+                 f"{cfg.gate.min_usable})")
     log.info("gallery %s: %d people, embedder %s, threshold %.4f (%s)", path, len(names), name,
              threshold, rule)
+    decision = DecisionRule(thresholds, cfg.match.fpir, len(names), fixed)
+    faceness = OnetFaceness(device=cfg.embedder.device)
     return IdentitySetup(path, GalleryView(names, templates, photos), embedder, thresholds,
-                         threshold, rule, cfg.match.top_k)
+                         threshold, rule, cfg.match.top_k, decision, cfg.gate, faceness)

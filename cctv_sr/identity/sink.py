@@ -10,8 +10,9 @@ wrote is read back from disk.
 
 from __future__ import annotations
 
+import textwrap
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -19,10 +20,12 @@ import cv2
 import numpy as np
 
 from cctv_sr import EVIDENCE_NOTE
+from cctv_sr.config import GateConfig
 from cctv_sr.errors import OutputError
 from cctv_sr.face.draw import MATCH_BGR, NO_MATCH_BGR, panel, side_by_side
-from cctv_sr.identity.match import Thresholds, TrackEmbeddings, TrackMatch, match_track
-from cctv_sr.io.lines import CandidateLine, EmbedderRef, MatchLine, to_line
+from cctv_sr.identity.gate import FaceEvidence, TrackGate, gate_track
+from cctv_sr.identity.match import DecisionRule, TrackEmbeddings, TrackMatch, match_track
+from cctv_sr.io.lines import CandidateLine, EmbedderRef, GateLine, MatchLine, to_line
 from cctv_sr.io.outdir import OutputWriter
 from cctv_sr.records import (
     AlignedFace,
@@ -43,6 +46,7 @@ class MatchCounts:
     sr_only_would_match: int = 0  # tracks SR alone would have matched
     lr_sr_disagree: int = 0  # LR-only and SR-only decisions name different people (or one None)
     sr_only_rejected: int = 0  # SR alone said a name, the combined decision said no match
+    not_matchable: int = 0  # tracks the gate held back (not faces, too few usable faces)
 
 
 @dataclass(frozen=True)
@@ -57,17 +61,18 @@ class GalleryView:
 class IdentityWriter:
     """Per-track matching and matches.jsonl (used from the writer thread only)."""
 
-    def __init__(self, writer: OutputWriter, gallery: GalleryView, thresholds: Thresholds,
-                 top_k: int, threshold: float | None, embedder: EmbedderRef) -> None:
+    def __init__(self, writer: OutputWriter, gallery: GalleryView, rule: DecisionRule,
+                 top_k: int, embedder: EmbedderRef, gate: GateConfig | None = None) -> None:
         self.writer = writer
         self.gallery = gallery
-        self.thresholds = thresholds
+        self.rule = rule
         self.top_k = top_k
-        self.threshold = threshold
         self.embedder = embedder
+        self.gate = gate or GateConfig()
         self.counts = MatchCounts()
         self.write_s = 0.0
         self._tracks: dict[tuple[str, int], TrackEmbeddings] = {}
+        self._evidence: dict[tuple[str, int], list[FaceEvidence]] = {}
         self._best: dict[tuple[str, int], EnhancedFace] = {}  # best-quality saved crop
         path = writer.outdir / "matches.jsonl"
         try:
@@ -94,23 +99,38 @@ class IdentityWriter:
             self._best[key] = enhanced
 
     def add(self, face: AlignedFace, vectors: FaceVectors) -> None:
-        acc = self._tracks.setdefault((face.stream_id, face.track_id), TrackEmbeddings())
+        key = (face.stream_id, face.track_id)
+        acc = self._tracks.setdefault(key, TrackEmbeddings())
+        if face.face_id in acc.face_ids:
+            return  # the same face offered twice (best shot and time sample)
         acc.add(face.face_id, face.quality.score, vectors.lr, vectors.sr)
+        self._evidence.setdefault(key, []).append(
+            FaceEvidence(face.face_id, face.quality, vectors.faceness))
 
     def end_track(self, end: TrackEnd) -> None:
         s = end.summary
         key = (s.stream_id, s.track_id)
         acc = self._tracks.pop(key, None)
+        evidence = self._evidence.pop(key, [])
         best = self._best.pop(key, None)
         if end.discarded or acc is None:
             return
         t0 = time.perf_counter()
-        result = match_track(acc, self.gallery.names, self.gallery.templates, self.thresholds,
-                             self.top_k, self.threshold)
+        gate = gate_track(evidence, self.gate)
+        if gate.matchable:  # the decision rests on the usable faces, at their evidence's bar
+            result = match_track(acc.subset(gate.usable_ids), self.gallery.names,
+                                 self.gallery.templates, self.rule.thresholds, self.top_k,
+                                 self.rule.threshold(gate.far_factor))
+        else:  # scored for the record on every face, but never named
+            result = match_track(acc, self.gallery.names, self.gallery.templates,
+                                 self.rule.thresholds, self.top_k, self.rule.threshold())
+            if result is not None:
+                result = replace(result, decision=None, decision_lr=None, decision_sr=None,
+                                 reason=f"not matchable: {gate.reason}")
         if result is None:
             return
-        self._count(result)
-        picture = self._side_by_side(end, result, best)
+        self._count(result, gate)
+        picture = self._side_by_side(end, result, best, gate)
         line = MatchLine(
             stream=s.stream_id,
             track_id=s.track_id,
@@ -121,7 +141,10 @@ class IdentityWriter:
             decision=result.decision,
             decision_lr_only=result.decision_lr,
             decision_sr_only=result.decision_sr,
+            reason=result.reason,
             threshold=round(result.threshold, 4),
+            margin=result.margin,
+            gate=_gate_line(gate),
             candidates=tuple(CandidateLine(c.name, c.score, c.lr, c.sr)
                              for c in result.combined),
             best_crops=tuple(self.writer.crop_ref(s.stream_id, s.track_id, f)
@@ -134,17 +157,18 @@ class IdentityWriter:
         self._file.flush()
         self.write_s += time.perf_counter() - t0
 
-    def _count(self, r: TrackMatch) -> None:
+    def _count(self, r: TrackMatch, gate: TrackGate) -> None:
         c = self.counts
         c.tracks_scored += 1
+        c.not_matchable += not gate.matchable
         c.tracks_matched += r.decision is not None
         c.lr_only_would_match += r.decision_lr is not None
         c.sr_only_would_match += r.decision_sr is not None
         c.lr_sr_disagree += r.decision_lr != r.decision_sr
         c.sr_only_rejected += r.decision_sr is not None and r.decision is None
 
-    def _side_by_side(self, end: TrackEnd, result: TrackMatch,
-                      best: EnhancedFace | None) -> Path | None:
+    def _side_by_side(self, end: TrackEnd, result: TrackMatch, best: EnhancedFace | None,
+                      gate: TrackGate) -> Path | None:
         if not end.kept or best is None:
             return None
         s = end.summary
@@ -158,17 +182,16 @@ class IdentityWriter:
                 [*lr_sr, panel(photo, [name, f"score {top.score:.3f}"])],
                 banner=f"MATCH: {name} ({top.score:.3f} >= {result.threshold:.3f})",
                 banner_bgr=MATCH_BGR)
+        elif not gate.matchable:  # held back by the gate: no gallery photo at all
+            why = textwrap.wrap(gate.reason or "", 24) or [""]
+            image = side_by_side([*lr_sr, panel(None, ["not matched:", *why], dim=True)],
+                                 banner="NOT MATCHABLE: no gallery name given",
+                                 banner_bgr=NO_MATCH_BGR)
         else:  # the nearest person is shown greyed out, labelled as NOT a match
-            if top.score < result.threshold:
-                why = f"best {top.score:.3f} < {result.threshold:.3f}"
-            else:  # the combined score cleared the bar but the LR crop alone did not
-                lr_bar = min(self.thresholds.far_1e2, result.threshold)
-                lr = top.lr if top.lr is not None else float("nan")
-                why = f"LR score {lr:.3f} < {lr_bar:.3f}"
             image = side_by_side(
                 [*lr_sr, panel(photo, ["nearest, NOT a match:", name,
                                        f"score {top.score:.3f}"], dim=True)],
-                banner=f"NO MATCH ({why})", banner_bgr=NO_MATCH_BGR)
+                banner=f"NO MATCH ({result.reason})", banner_bgr=NO_MATCH_BGR)
         out = self.writer.track_dir(s.stream_id, s.track_id) / "match.png"
         if not cv2.imwrite(str(out), image):
             raise OutputError(f"{out}: could not write image")
@@ -177,3 +200,11 @@ class IdentityWriter:
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+
+
+def _gate_line(gate: TrackGate) -> GateLine:
+    best = gate.best_faceness
+    return GateLine(matchable=gate.matchable, reason=gate.reason, n_faces=gate.n_faces,
+                    n_usable=gate.n_usable, n_not_face=gate.n_not_face,
+                    best_faceness=round(best, 4) if best == best else None,
+                    far_factor=round(gate.far_factor, 4))

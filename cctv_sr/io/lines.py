@@ -123,6 +123,19 @@ class CandidateLine:
 
 
 @dataclass(frozen=True)
+class GateLine:
+    """The matching gate's verdict on a track (:mod:`cctv_sr.identity.gate`)."""
+
+    matchable: bool
+    reason: str | None  # why it is not matchable
+    n_faces: int  # embedded faces judged
+    n_usable: int  # faces that passed every bar (the decision rests on these)
+    n_not_face: int  # faces the face / non-face check rejected
+    best_faceness: float | None
+    far_factor: float  # the per-pair FAR of this track's threshold was multiplied by this
+
+
+@dataclass(frozen=True)
 class EmbedderRef:
     name: str
     version: str
@@ -141,7 +154,10 @@ class MatchLine:
     decision: str | None
     decision_lr_only: str | None
     decision_sr_only: str | None
-    threshold: float
+    reason: str | None  # why there is no match: the gate's reason or the score's
+    threshold: float  # this track's threshold (the gallery's, stricter for short tracks)
+    margin: float | None  # combined top-1 minus top-2 score
+    gate: GateLine
     candidates: tuple[CandidateLine, ...]
     best_crops: tuple[CropRef, ...]
     side_by_side: str | None

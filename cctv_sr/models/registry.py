@@ -89,8 +89,10 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("sr", "lapsrn_x8", _OPENCV_SR, "lapsrn_x8"),
     Backend("embedder", "dlib", "cctv_sr.embed.dlib_resnet:DlibEmbedder", "dlib"),
     Backend("embedder", "arcface", "cctv_sr.embed.onnx_arcface:ArcFaceEmbedder", "arcface_r50"),
-    Backend("embedder", "mobilefacenet", "cctv_sr.embed.onnx_arcface:MobileFaceNetEmbedder",
+    Backend("embedder", "mobilefacenet", "cctv_sr.embed.mobilefacenet:MobileFaceNetEmbedder",
             "mobilefacenet"),
+    Backend("embedder", "mobilefacenet_onnx",
+            "cctv_sr.embed.onnx_arcface:MobileFaceNetOnnxEmbedder", "mobilefacenet_onnx"),
 )
 
 _table: dict[tuple[str, str], Backend] = {(b.kind, b.name): b for b in BACKENDS}

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from cctv_sr.config import DetectorConfig, EmbedderConfig
 from cctv_sr.detect import FaceDetector
 from cctv_sr.embed import FaceEmbedder
 from cctv_sr.errors import ConfigError, OutputError
@@ -58,8 +59,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EMBEDDER = "dlib"
-DEFAULT_DETECTOR = "mtcnn"
+DEFAULT_EMBEDDER = EmbedderConfig().name  # the run's default: a gallery works with it as is
+DEFAULT_DETECTOR = DetectorConfig().name
 
 Models = tuple[FaceDetector, FaceEmbedder]
 
