@@ -2,7 +2,7 @@
 
     python samples/absent_gallery_runs.py OUTDIR --gallery-dir ../shared/data/gallery/faceapi_bbt \\
         --clips ../shared/data/videos/cctv_like/*.mp4 ../shared/data/videos/talking_heads/*.mp4 \\
-        [--embedder dlib] [--max-frames 150] [--json result.json]
+        [--embedder mobilefacenet] [--max-frames 150] [--json result.json]
 
 Every gallery person is absent from every clip, so every named track is a false alarm (an
 innocent person, or something that is not a face, given a watchlist name). The report counts,
@@ -31,6 +31,7 @@ class ClipResult:
     named: int
     named_lr_only: int
     named_sr_only: int
+    not_matchable: int  # tracks the gate held back (not faces, too few usable faces)
     names: tuple[str, ...]
     best_named_score: float | None
 
@@ -56,6 +57,7 @@ def run_clip(clip: Path, gallery_db: Path, out: Path, embedder: str,
     return ClipResult(clip.name, gallery_db.stem, embedder, len(tracks), len(matches),
                       len(named), sum(m["decision_lr_only"] is not None for m in matches),
                       sum(m["decision_sr_only"] is not None for m in matches),
+                      sum(not m["gate"]["matchable"] for m in matches),
                       tuple(sorted({m["decision"] for m in named})), best)
 
 
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gallery-dir", type=Path, action="append", required=True,
                    help="a folder of <person>/<photos> (repeatable); none of them in the clips")
     p.add_argument("--clips", type=Path, nargs="+", required=True)
-    p.add_argument("--embedder", default="dlib")
+    p.add_argument("--embedder", default="mobilefacenet")
     p.add_argument("--max-frames", type=int, default=150)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
@@ -82,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             print(f"{r.gallery:22} {r.clip:48} tracks {r.tracks:3} scored {r.scored:3} "
                   f"named {r.named:2} (LR only {r.named_lr_only}, SR only {r.named_sr_only}) "
+                  f"not matchable {r.not_matchable:2} "
                   f"{','.join(r.names)}", flush=True)
     total = sum(r.scored for r in results)
     named = sum(r.named for r in results)
-    print(f"total: {named} of {total} scored tracks named (every one a false alarm); "
-          f"embedder {args.embedder}")
+    held = sum(r.not_matchable for r in results)
+    print(f"total: {named} of {total} scored tracks named (every one a false alarm), {held} "
+          f"not matchable; embedder {args.embedder}")
     if args.json:
         args.json.write_text(json.dumps({"rows": [asdict(r) for r in results],
                                          "scored": total, "named": named}, indent=2) + "\n")

@@ -2,7 +2,7 @@
 made from full-resolution stills of the same clips.
 
     python samples/talking_heads_identity.py ../shared/data/videos/talking_heads OUTDIR \\
-        [--embedder dlib] [--face-px 28] [--clips video_retalking_1,...]
+        [--embedder mobilefacenet] [--face-px 28] [--clips video_retalking_1,...]
 
 For every clip: the first frame, at full resolution, is that person's gallery photo; the clip
 from --skip-s on is downscaled so the face is about --face-px wide, pasted into a 320x240 frame
@@ -68,7 +68,7 @@ def main() -> int:
     p.add_argument("clips_dir", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--clips", default="", help="comma-separated clip stems (default: all)")
-    p.add_argument("--embedder", default="dlib")
+    p.add_argument("--embedder", default="mobilefacenet")
     p.add_argument("--face-px", type=float, default=28.0)
     p.add_argument("--face-frac", type=float, default=0.45,
                    help="face width as a fraction of the clip's frame width (talking heads)")
@@ -103,11 +103,14 @@ def main() -> int:
                            "sr_only": m["decision_sr_only"],
                            "top": m["candidates"][0]["name"],
                            "score": m["candidates"][0]["score"],
+                           "matchable": m["gate"]["matchable"],
+                           "why": m["reason"],
                            "correct": m["decision"] == clip.stem})
     for r in report:
         print(f"{r['clip']:42} track {r['track']:3} faces {r['faces']:4}  decision "
               f"{str(r['decision']):42} top {r['top']} {r['score']:.3f} "
-              f"lr-only {r['lr_only'] == r['clip']} sr-only {r['sr_only'] == r['clip']}")
+              f"lr-only {r['lr_only'] == r['clip']} sr-only {r['sr_only'] == r['clip']}"
+              f"{'' if r['matchable'] else '  NOT MATCHABLE'} {r['why'] or ''}")
     big = [r for r in report if r["faces"] >= 10]
     print(f"tracks with >= 10 faces: {len(big)}, matched to the clip's own person: "
           f"{sum(r['correct'] for r in big)}, wrong person: "

@@ -46,7 +46,7 @@ def test_non_face_track_is_reported_with_reason() -> None:
 
 def test_too_small_and_too_few() -> None:
     g = gate_track([ev(0, size_px=9.0), ev(1, size_px=8.0)])
-    assert not g.matchable and g.reason == "too small (best 9 px < 12 px)"
+    assert not g.matchable and g.reason == "too small (best 9.0 px < 12 px)"
     g = gate_track([ev(0), ev(1, sharp=0.0)])
     assert not g.matchable and g.reason is not None
     assert g.reason.startswith("too few usable faces (1 < 2")

@@ -26,7 +26,20 @@ from cctv_sr.evaluate.metrics import (
     open_set_scores,
     threshold_at_fpir,
 )
-from cctv_sr.evaluate.openset import FPIR_TARGETS, is_stranger, split_watchlist
+from cctv_sr.evaluate.openset import (
+    FPIR_TARGETS,
+    RULES,
+    calibrate_rule,
+    finish_open_set,
+    is_calibration,
+    is_cohort,
+    is_stranger,
+    open_set_row,
+    rule_figures,
+    rule_values,
+    split_norm,
+    split_watchlist,
+)
 
 # 4 listed probes (labels 0..2) and 4 strangers (-1) against a watchlist of 3 identities.
 SCORES = np.array([[0.9, 0.2, 0.1],    # listed 0: own top-1, hit 0.9
@@ -141,6 +154,77 @@ def test_split_watchlist() -> None:
                            "stranger_identities": 2, "listed_probes": 4, "stranger_probes": 3}
 
 
+# ----------------------------------------------------------------------------- score rules
+
+# Person_A..H: sha256 hex digits [-3:] 171 f0c 9b6 1d5 88a 37b 928 1b0. Watchlist (odd [-1]):
+# A, D, F; calibration ([-2] in 0-7): A, B, F, G; explicit cohort (stranger, [-3] in 0-7): H.
+NAMES = [f"Person_{c}" for c in "ABCDEFGH"]
+#                    A     B    C    D     E    F     G    H
+RULE_SCORES = np.array([[0.9, 0.0, 0.0, 0.3, 0.0, 0.1, 0.0, 0.2],    # A listed, calibration
+                        [0.2, 0.0, 0.0, 0.7, 0.0, 0.6, 0.0, 0.8],    # D listed, test
+                        [0.4, 0.0, 0.0, 0.5, 0.0, 0.45, 0.0, 0.0],   # F listed: D on top
+                        [0.6, 0.0, 0.0, 0.1, 0.0, 0.2, 0.0, 0.3],    # C stranger, test
+                        [0.5, 0.0, 0.0, 0.2, 0.0, 0.1, 0.0, 0.0],    # B stranger, calibration
+                        [0.1, 0.0, 0.0, 0.2, 0.0, 0.3, 0.0, 0.9],    # H stranger, in the cohort
+                        [0.3, 0.0, 0.0, 0.35, 0.0, 0.2, 0.0, 0.1]])  # E stranger, test
+RULE_LABELS = np.array([0, 3, 5, 2, 1, 7, 4])
+
+
+def test_norm_split_rules() -> None:
+    for n in NAMES + ["", "Jos\u00e9"]:
+        h = hashlib.sha256(n.encode("utf-8")).hexdigest()
+        assert is_calibration(n) == (h[-2] in "01234567")
+        assert is_cohort(n) == (is_stranger(n) and h[-3] in "01234567")
+    ns = split_norm(NAMES, RULE_LABELS)
+    np.testing.assert_array_equal(ns.cohort_columns, [7])
+    np.testing.assert_array_equal(ns.calibration, [1, 0, 1, 0, 1, 0, 0])
+    np.testing.assert_array_equal(ns.cohort_probe, [0, 0, 0, 0, 0, 1, 0])
+    assert ns.counts(split_watchlist(NAMES, RULE_LABELS).labels) == {
+        "cohort_identities": 1, "calibration_listed_probes": 2,
+        "calibration_stranger_probes": 1, "test_listed_probes": 1, "test_stranger_probes": 3,
+        "test_stranger_probes_c": 2}
+
+
+def test_rule_values_by_hand() -> None:
+    split = split_watchlist(NAMES, RULE_LABELS)
+    rv = rule_values(RULE_SCORES, split, split_norm(NAMES, RULE_LABELS))
+    v = rv.values
+    np.testing.assert_allclose(v["raw"], [0.9, 0.7, 0.5, 0.6, 0.5, 0.3, 0.35])
+    np.testing.assert_array_equal(rv.hit, [1, 1, 0, 0, 0, 0, 0])
+    assert v["tnorm"][0] == pytest.approx((0.9 - 0.2) / 0.1)  # others 0.3, 0.1
+    assert v["gap"][0] == pytest.approx(0.9 - 0.2)
+    assert v["fused"][0] == pytest.approx(2 * 0.9 - 0.3)
+    assert v["tnorm_wc"][0] == pytest.approx(0.7 / np.std([0.3, 0.1, 0.2]))
+    assert rv.margins["margin"][0] == pytest.approx(0.6)
+    assert rv.margins["margin_c"][1] == pytest.approx(-0.1)  # the cohort face H beats D
+    assert np.isnan(v["tnorm_c"]).all()  # one cohort template: too few for T-norm
+    for rule in ("raw_c", "tnorm_wc", "margin_c"):  # the cohort identity's probe is left out
+        assert np.isnan(v[rule][5]) and not np.isnan(v[rule][6])
+
+
+def test_calibrate_on_one_half_measure_on_the_other() -> None:
+    split, ns = split_watchlist(NAMES, RULE_LABELS), split_norm(NAMES, RULE_LABELS)
+    rv = rule_values(RULE_SCORES, split, ns)
+    raw = calibrate_rule(rv, "raw", ns, "hr")
+    assert raw.threshold == np.nextafter(0.5, 1) and np.isnan(raw.gap)  # above stranger B
+    fig = rule_figures(rv, "raw", ns, raw)
+    assert fig.fpir_cal == pytest.approx(1 / 3) and fig.fnir_cal == 0.0  # C named; D found
+    margin = calibrate_rule(rv, "margin", ns, "hr")
+    assert margin.gap == pytest.approx(0.6)  # the one calibration hit (A) has margin 0.6
+    fig = rule_figures(rv, "margin", ns, margin)
+    assert (fig.fpir_cal, fig.fnir_cal) == (0.0, 1.0)  # D's margin 0.1 < g: not named
+    rows = [open_set_row(m, 16, "dlib", RULE_SCORES, split, 0.5, ns) for m in ("hr", "bicubic")]
+    res = finish_open_set(split, {"dlib": 0.5}, rows, ns)
+    assert set(res.calibration["dlib"]) == set(RULES)
+    assert res.calibration["dlib"]["raw"] == raw
+    out = res.rows[1].to_json()["rules"]
+    assert set(out) == set(RULES) and out["raw"]["fpir_cal"] == pytest.approx(1 / 3, abs=1e-6)
+    assert out["tnorm_c"]["fpir_cal"] is None  # undefined: no probe scored
+    top = res.to_json()["rules"]
+    assert top["calibrated"]["dlib"]["margin"]["gap"] == pytest.approx(0.6)
+    assert finish_open_set(split, {}, rows, None).rows[0].rules == {}
+
+
 # ------------------------------------------------------------------------------------- DET
 
 
@@ -194,7 +278,8 @@ def test_identify_open_set_end_to_end(tmp_path: Path, group_photo: np.ndarray,
     for row in data["rows"]:
         assert {"method", "size", "embedder", "rank1", "tar_at_far_1e-2", "fnir_at_fpir_1e-2",
                 "fnir_at_fpir_1e-3", "fpir_shipped", "fnir_shipped", "threshold_shipped",
-                "threshold_at_fpir_1e-2", "threshold_at_fpir_1e-3"} == set(row)
+                "threshold_at_fpir_1e-2", "threshold_at_fpir_1e-3", "rules"} == set(row)
+        assert set(row["rules"]) == set(RULES)
         assert row["threshold_shipped"] == shipped
         for key in ("fnir_at_fpir_1e-2", "fnir_at_fpir_1e-3", "fpir_shipped", "fnir_shipped"):
             assert 0.0 <= row[key] <= 1.0

@@ -42,8 +42,10 @@ from cctv_sr.evaluate.methods import DEFAULT, default_sr_name, parse_methods
 from cctv_sr.evaluate.openset import (
     OpenSetResult,
     OpenSetRow,
+    finish_open_set,
     open_set_row,
     shipped_threshold,
+    split_norm,
     split_watchlist,
 )
 from cctv_sr.evaluate.oracle import AUTO_DETECTOR, align_all, eval_cache_dir, pick_detector
@@ -267,7 +269,9 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
     emb = embed_all(gal_crops, probe_crops, names, plan, workers=workers, threads=threads,
                     quiet=cfg.quiet)
 
-    split = split_watchlist([img.name for img, _ in gallery], labels) if cfg.open_set else None
+    gal_names = [img.name for img, _ in gallery]
+    split = split_watchlist(gal_names, labels) if cfg.open_set else None
+    norm_split = split_norm(gal_names, labels) if cfg.open_set else None
     shipped = {e: shipped_threshold(e, split.watchlist_identities)
                for e in cfg.embedders} if split is not None else {}
     rows: list[IdentifyRow] = []
@@ -281,8 +285,9 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
                 rows.append(IdentifyRow(m, s, e, metrics.rank1(scores, labels),
                                         metrics.tar_at_far(scores, labels, FAR)))
                 if split is not None:
-                    open_rows.append(open_set_row(m, s, e, scores, split, shipped[e]))
-    open_set = None if split is None else OpenSetResult(split, shipped, tuple(open_rows))
+                    open_rows.append(open_set_row(m, s, e, scores, split, shipped[e],
+                                                  norm_split))
+    open_set = None if split is None else finish_open_set(split, shipped, open_rows, norm_split)
     return IdentifyResult(
         rows=tuple(rows), identities=len(gallery), probes=len(probes),
         seconds=time.perf_counter() - t0, detector=detector.name,

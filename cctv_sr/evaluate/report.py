@@ -18,11 +18,19 @@ import math
 from cctv_sr.data.degrade import HR_SIDE
 from cctv_sr.evaluate.identify import FAR, IdentifyResult
 from cctv_sr.evaluate.methods import DEFAULT, default_sr_name
-from cctv_sr.evaluate.openset import FPIR_TARGETS, SHIPPED_SOURCE, OpenSetResult
+from cctv_sr.evaluate.openset import (
+    CAL_FPIR,
+    FPIR_TARGETS,
+    MARGIN_KEEP,
+    RULES,
+    SHIPPED_SOURCE,
+    OpenSetResult,
+)
 
 EMBEDDER_LABELS = {"mobilefacenet": "MFN", "dlib": "dlib", "arcface": "ArcF"}
 
-__all__ = ["EMBEDDER_LABELS", "format_open_set", "format_report", "format_table"]
+__all__ = ["EMBEDDER_LABELS", "format_open_set", "format_report", "format_rules",
+           "format_table"]
 
 
 def format_table(result: IdentifyResult) -> str:
@@ -82,6 +90,61 @@ def _open_block(result: IdentifyResult, ores: OpenSetResult, embedder: str) -> l
     return lines
 
 
+def _rules_block(ores: OpenSetResult, embedder: str) -> list[str]:
+    """One embedder's score-rule table: rows = rules, columns = (method, s) x figure, on the
+    test half; the calibrated thresholds / gaps first."""
+    rows = [r for r in ores.rows if r.embedder == embedder and r.rules]
+    hr_size = next((r.size for r in rows if r.method == "hr"), None)
+    cols = [r for r in rows if r.method != "hr" or r.size == hr_size]  # hr: one column
+    if not cols:
+        return []
+    cals = ores.calibration.get(embedder, {})
+    where = "the calibration half of the hr probes" if cals else "each row's calibration half"
+    lines = [f"score rules, {EMBEDDER_LABELS.get(embedder, embedder)}: FNIR@{FPIR_TARGETS[0]:g}"
+             f" and FPIR/FNIR at the threshold calibrated for FPIR {CAL_FPIR:g} on {where}; "
+             f"test half, in %"]
+    if cals:
+        lines.append("calibrated: " + ", ".join(
+            f"{rule} t={c.threshold:.4f}" + ("" if math.isnan(c.gap) else f" g={c.gap:.4f}")
+            for rule, c in cals.items()))
+    w = 7
+    head1 = " " * 9 + "".join(
+        f"| {'hr' if r.method == 'hr' else f'{r.method} s={r.size}'}".ljust(3 * w + 2)
+        for r in cols)
+    head2 = "rule".ljust(9) + "".join(
+        "| " + "".join(f.rjust(w) for f in (f"F@{FPIR_TARGETS[0]:g}", "FPIR@t", "FNIR@t"))
+        for _ in cols)
+    lines += [head1.rstrip(), head2]
+    for rule in RULES:
+        line = rule.ljust(9)
+        for r in cols:
+            fig = r.rules[rule]
+            line += "| " + "".join(_pct(v).rjust(w) for v in (fig.fnir_at_fpir[0], fig.fpir_cal,
+                                                            fig.fnir_cal))
+        lines.append(line)
+    return lines
+
+
+def format_rules(result: IdentifyResult) -> str:
+    """The score-rule tables (one per embedder) and the split counts; empty without them."""
+    ores = result.open_set
+    if ores is None or ores.norm_split is None:
+        return ""
+    out: list[str] = []
+    for e in result.embedders:
+        out += _rules_block(ores, e) + [""]
+    c = ores.norm_split.counts(ores.split.labels)
+    out += [f"rules: {'; '.join(f'{k}: {v}' for k, v in RULES.items())}",
+            f"margin gap g: the margin {MARGIN_KEEP:.0%} of the calibration half's listed "
+            f"top-1 hits reach; explicit cohort: {c['cohort_identities']} stranger "
+            f"identities' gallery templates",
+            f"calibration half: {c['calibration_listed_probes']} listed / "
+            f"{c['calibration_stranger_probes']} stranger probes; test half: "
+            f"{c['test_listed_probes']} listed / {c['test_stranger_probes']} stranger probes "
+            f"({c['test_stranger_probes_c']} for the *_c rules)"]
+    return "\n".join(out)
+
+
 def format_open_set(result: IdentifyResult) -> str:
     """The open-set tables (one per embedder) and their counts; empty without the open set."""
     ores = result.open_set
@@ -122,4 +185,7 @@ def format_report(result: IdentifyResult) -> str:
         out.append(f"default = {default_sr_name()} (the SR of `cctv-sr run`)")
     if result.open_set is not None:
         out += ["", format_open_set(result)]
+        rules = format_rules(result)
+        if rules:
+            out += ["", rules]
     return "\n".join(out)

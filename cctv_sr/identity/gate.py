@@ -129,7 +129,7 @@ def gate_track(faces: Sequence[FaceEvidence], cfg: GateConfig = DEFAULT_GATE) ->
     elif len(usable) < cfg.min_usable:
         detail = _count(failed, n)
         if failed.get("too small", 0) == n - len(usable) and n > len(usable):
-            reason = f"too small (best {best_size:.0f} px < {cfg.min_size_px:g} px)"
+            reason = f"too small (best {best_size:.1f} px < {cfg.min_size_px:g} px)"
         else:
             reason = f"too few usable faces ({len(usable)} < {cfg.min_usable}" + (
                 f"; {detail})" if detail else ")")
