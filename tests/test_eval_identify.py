@@ -4,7 +4,6 @@ tree cut from the insightface group photo (docs/EVAL.md sections 1 and 2)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -281,15 +280,11 @@ def test_cli_errors(tmp_path: Path) -> None:
 
 
 def _pick_embedder(monkeypatch: pytest.MonkeyPatch) -> str:
-    """mobilefacenet with ../shared's models, else dlib (skip when neither can run)."""
+    """The default embedder (MobileFaceNet, shipped); ../shared's models add the YuNet oracle."""
     models = SHARED / "models"
-    if (models / "mobilefacenet" / "MobileFaceNet.onnx").is_file():
+    if models.is_dir():
         monkeypatch.setenv("CCTV_SR_MODELS", str(models))
-        if importlib.util.find_spec("onnxruntime") is not None:
-            return "mobilefacenet"
-    if importlib.util.find_spec("dlib") is None:
-        pytest.skip("no embedder available (no ../shared/models and no dlib)")
-    return "dlib"
+    return "mobilefacenet"
 
 
 def _group_tree(root: Path, photo: np.ndarray) -> None:

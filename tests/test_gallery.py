@@ -20,7 +20,7 @@ from cctv_sr.cli import main
 from cctv_sr.cli.gallery import add_gallery_parser, run_gallery
 from cctv_sr.config import DetectorConfig, EmbedderConfig
 from cctv_sr.data.synth import T1_FACE_BOXES, background, head_patches
-from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError, OutputError
+from cctv_sr.errors import ConfigError, OutputError
 from cctv_sr.identity.gallery import (
     EmbedderInfo,
     EnrollResult,
@@ -40,25 +40,19 @@ PEOPLE = ("ann", "bob", "cy", "dee", "eve", "fay")  # the six faces of T1_FACE_B
 
 
 def _embedder_name() -> str:
-    return "mobilefacenet" if (MODELS_DIR / "mobilefacenet").is_dir() else "dlib"
+    return "mobilefacenet"  # the default, shipped in the package
 
 
 @pytest.fixture(scope="module")
 def models() -> object:
-    """(mtcnn, embedder), loaded once; mobilefacenet from ../shared when present, else dlib."""
+    """(mtcnn, embedder), loaded once; MobileFaceNet, shipped in the package."""
     from cctv_sr.detect.mtcnn import MtcnnDetector
     from cctv_sr.embed import create_embedder
 
-    with pytest.MonkeyPatch.context() as mp:
-        if _embedder_name() == "mobilefacenet":
-            mp.setenv("CCTV_SR_MODELS", str(MODELS_DIR))
-        try:
-            embedder = create_embedder(EmbedderConfig(name=_embedder_name()))
-        except (BackendUnavailableError, ModelError) as exc:
-            pytest.skip(f"no embedder available: {exc}")
-        # One torch thread: steady timing on a shared, busy CPU.
-        detector = MtcnnDetector(DetectorConfig(min_face_px=MIN_FACE_PX), num_threads=1)
-        yield detector, embedder
+    embedder = create_embedder(EmbedderConfig(name=_embedder_name()))
+    # One torch thread: steady timing on a shared, busy CPU.
+    detector = MtcnnDetector(DetectorConfig(min_face_px=MIN_FACE_PX), num_threads=1)
+    return detector, embedder
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cctv_sr.config import EmbedderConfig
 from cctv_sr.errors import ConfigError, OutputError
 
 
@@ -83,8 +84,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "full-resolution faces of an LFW-style tree (docs/EVAL.md section 1c); prints the lines "
         "for the embedder's manifest ([spec] threshold_far_1e-2 / threshold_far_1e-3).")
     _add_data(cal)
-    cal.add_argument("--embedder", default="dlib", metavar="NAME",
-                     help="dlib (default) | mobilefacenet | arcface")
+    cal.add_argument("--embedder", default=EmbedderConfig().name, metavar="NAME",
+                     help=f"{EmbedderConfig().name} (default) | dlib | arcface | "
+                     "mobilefacenet_onnx")
     cal.add_argument("--max-identities", type=int, default=0, metavar="N",
                      help="only the first N eligible identities (by name)")
     cal.add_argument("--sizes", default="hr", metavar="LIST",
