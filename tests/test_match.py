@@ -144,3 +144,29 @@ def test_decision_rule_fixed_or_from_the_gallery() -> None:
     assert rule.threshold() == pytest.approx(th.for_watchlist(0.01, 100).threshold)
     assert rule.threshold(0.1) > rule.threshold()
     assert DecisionRule(th, 0.01, 100, fixed=0.5).threshold(0.1) == 0.5
+
+
+def test_size_thresholds_pick_the_smallest_side_at_or_above_the_face() -> None:
+    from cctv_sr.identity.match import DecisionRule
+
+    hr = Thresholds(0.25, 0.34, ((1e-4, 0.40), (1e-5, 0.46)))
+    px16 = Thresholds(0.23, 0.30, ((1e-4, 0.36), (1e-5, 0.42)))
+    px32 = Thresholds(0.24, 0.31, ((1e-4, 0.38), (1e-5, 0.43)))
+    rule = DecisionRule(hr, 0.01, 100, by_size=((16, px16), (32, px32)))
+    assert rule.thresholds_for(12) is px16 and rule.thresholds_for(16) is px16
+    assert rule.thresholds_for(20) is px32 and rule.thresholds_for(32.0) is px32
+    assert rule.thresholds_for(33) is hr and rule.thresholds_for(None) is hr
+    assert [rule.size_bucket(s) for s in (10, 20, 40)] == ["16", "32", "hr"]
+    assert rule.threshold(size_px=20) == pytest.approx(px32.for_watchlist(0.01, 100).threshold)
+    assert rule.threshold(size_px=20) < rule.threshold()
+    with pytest.raises(ConfigError):
+        DecisionRule(hr, 0.01, 100, by_size=((32, px32), (16, px16)))
+
+
+def test_shipped_manifest_size_thresholds() -> None:
+    from cctv_sr.identity.setup import calibrated_size_thresholds
+
+    sizes = dict(calibrated_size_thresholds("mobilefacenet"))
+    assert sorted(sizes) == [16, 24, 32]
+    assert all(len(t.points()) == 4 for t in sizes.values())
+    assert calibrated_size_thresholds("dlib") == ()  # HR only: every size uses the HR points

@@ -73,6 +73,10 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="also the watchlist figures (docs/EVAL.md 1b): half the identities "
                        "left out of the gallery as strangers; FNIR at FPIR 1e-2 / 1e-3, FPIR and "
                        "FNIR at the shipped threshold, and a DET curve PNG per embedder")
+    ident.add_argument("--size-thresholds", choices=("on", "off"),
+                       help="with --open-set: the shipped point with or without the thresholds "
+                       "calibrated per face size (match.size_thresholds; default: the run's "
+                       "default, off)")
     ident.add_argument("--det", type=Path, metavar="PATH",
                        help="with --open-set: write the DET curves to PATH_<embedder>.png "
                        "(default: next to --json, <json stem>_det_<embedder>.png)")
@@ -169,6 +173,7 @@ def _identify(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         quiet=args.quiet,
         open_set=args.open_set,
+        size_thresholds=None if args.size_thresholds is None else args.size_thresholds == "on",
     )
     result = run_identify(cfg)
     sys.stdout.write(format_report(result) + "\n")

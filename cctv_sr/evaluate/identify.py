@@ -87,6 +87,7 @@ class IdentifyConfig:
     use_cache: bool = True
     quiet: bool = False
     open_set: bool = False
+    size_thresholds: bool | None = None  # None: as cctv-sr run's default (match.size_thresholds)
 
 
 def check_config(cfg: IdentifyConfig) -> IdentifyConfig:
@@ -121,7 +122,7 @@ def check_config(cfg: IdentifyConfig) -> IdentifyConfig:
         data=Path(cfg.data), methods=methods, sizes=tuple(sizes), embedders=tuple(embedders),
         max_probes=cfg.max_probes, burst=int(cfg.burst), workers=int(cfg.workers),
         detector=cfg.detector, cache_dir=cfg.cache_dir, use_cache=cfg.use_cache, quiet=cfg.quiet,
-        open_set=bool(cfg.open_set),
+        open_set=bool(cfg.open_set), size_thresholds=cfg.size_thresholds,
     )
 
 
@@ -284,9 +285,10 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
                 scores = metrics.similarity(emb.probe(comp, size, e), emb.gallery(e))
                 rows.append(IdentifyRow(m, s, e, metrics.rank1(scores, labels),
                                         metrics.tar_at_far(scores, labels, FAR)))
-                if split is not None:
-                    open_rows.append(open_set_row(m, s, e, scores, split, shipped[e],
-                                                  norm_split))
+                if split is not None:  # the run's threshold for faces of this size
+                    t = shipped_threshold(e, split.watchlist_identities, size or None,
+                                          cfg.size_thresholds)
+                    open_rows.append(open_set_row(m, s, e, scores, split, t, norm_split))
     open_set = None if split is None else finish_open_set(split, shipped, open_rows, norm_split)
     return IdentifyResult(
         rows=tuple(rows), identities=len(gallery), probes=len(probes),

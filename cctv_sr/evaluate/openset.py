@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 FPIR_TARGETS: tuple[float, ...] = (1e-2, 1e-3)
 STRANGER_DIGITS = frozenset("02468ace")
 SHIPPED_SOURCE = ("the threshold cctv-sr run uses for this gallery size: match.fpir (default "
-                  "0.01) over the calibrated [spec] threshold_far_* points")
+                  "0.01) over the calibrated [spec] threshold_far_* points (per face size "
+                  "with match.size_thresholds)")
 
 
 def is_stranger(name: str) -> bool:
@@ -107,16 +108,25 @@ def split_watchlist(gallery_names: Sequence[str], probe_labels: np.ndarray) -> W
         listed_probes=int(listed.sum()), stranger_probes=int((~listed).sum()))
 
 
-def shipped_threshold(embedder: str, people: int) -> float:
-    """The decision threshold ``cctv-sr run`` uses with a gallery of ``people`` (the default
-    ``match.fpir`` over the embedder's calibrated points); NaN when it has no calibration (its
+def shipped_threshold(embedder: str, people: int, size: int | None = None,
+                      size_thresholds: bool | None = None) -> float:
+    """The decision threshold ``cctv-sr run`` uses with a gallery of ``people`` for a track of
+    full evidence whose faces are ``size`` px (None: full resolution): the default
+    ``match.fpir`` over the embedder's calibrated points, those of that size when
+    ``size_thresholds`` (None: the default ``match.size_thresholds``) and the manifest has
+    them (:class:`cctv_sr.identity.match.DecisionRule`); NaN when it has no calibration (its
     figures are then undefined)."""
     from cctv_sr.config import MatchConfig
-    from cctv_sr.identity.setup import calibrated_thresholds
+    from cctv_sr.identity.match import DecisionRule
+    from cctv_sr.identity.setup import calibrated_size_thresholds, calibrated_thresholds
 
     try:
-        chosen = calibrated_thresholds(embedder).for_watchlist(MatchConfig().fpir, people)
-        return float(chosen.threshold)
+        if size_thresholds is None:
+            size_thresholds = MatchConfig().size_thresholds
+        by_size = calibrated_size_thresholds(embedder) if size_thresholds else ()
+        rule = DecisionRule(calibrated_thresholds(embedder), MatchConfig().fpir, people,
+                            by_size=by_size)
+        return float(rule.threshold(size_px=size))
     except CctvSrError as exc:
         log.warning("open set: %s", exc)
         return math.nan

@@ -74,6 +74,11 @@ def _open_block(result: IdentifyResult, ores: OpenSetResult, embedder: str) -> l
     shipped = "none (no calibrated threshold)" if math.isnan(t) else f"{t:.4f} ({SHIPPED_SOURCE})"
     lines = [f"open set, {EMBEDDER_LABELS.get(embedder, embedder)}={embedder}: shipped "
              f"threshold t = {shipped}, in %"]
+    by_size = {s: r.threshold_shipped for s in result.sizes for r in ores.rows
+               if (r.embedder, r.size, r.method) == (embedder, s, "bicubic")}
+    if any(not math.isnan(v) and abs(v - t) > 1e-6 for v in by_size.values()):
+        lines.append("  t of faces of s px: " + ", ".join(
+            f"s={s}: {v:.4f}" for s, v in by_size.items()) + " (hr rows use the t above)")
     head1 = " " * name_w
     for s in result.sizes:
         head1 += f"| s={s}".ljust(width * len(figures) + 2)

@@ -104,18 +104,48 @@ class Thresholds:
 @dataclass(frozen=True)
 class DecisionRule:
     """How a run picks a track's threshold: a fixed cosine set by the user, or the watchlist
-    rule (``fpir`` over ``people``) made stricter by the track's evidence factor."""
+    rule (``fpir`` over ``people``) on the thresholds of the track's face size, made stricter
+    by the track's evidence factor.
+
+    ``by_size`` holds thresholds calibrated on probes degraded to a crop side (e.g. 16, 24,
+    32 px, ``eval calibrate --sizes``), smallest first; a face of native size s uses those of
+    the smallest calibrated side at or above s (the higher, safer threshold of the two sides
+    around it), and ``thresholds`` (full resolution) above the largest.
+    """
 
     thresholds: Thresholds
     fpir: float
     people: int
     fixed: float | None = None
+    by_size: tuple[tuple[int, Thresholds], ...] = ()
 
-    def threshold(self, far_factor: float = 1.0) -> float:
+    def __post_init__(self) -> None:
+        sides = [side for side, _ in self.by_size]
+        if sides != sorted(set(sides)) or any(side < 1 for side in sides):
+            raise ConfigError(f"size thresholds need distinct sides >= 1, smallest first, got "
+                              f"{sides}")
+
+    def thresholds_for(self, size_px: float | None = None) -> Thresholds:
+        """The calibrated thresholds for a face of native size ``size_px`` (None: HR)."""
+        if size_px is not None:
+            for side, th in self.by_size:
+                if size_px <= side:
+                    return th
+        return self.thresholds
+
+    def size_bucket(self, size_px: float | None = None) -> str:
+        """Which calibration ``thresholds_for`` uses: ``"hr"`` or the side, e.g. ``"24"``."""
+        if size_px is not None:
+            for side, _ in self.by_size:
+                if size_px <= side:
+                    return str(side)
+        return "hr"
+
+    def threshold(self, far_factor: float = 1.0, size_px: float | None = None) -> float:
         if self.fixed is not None:
             return self.fixed
-        return self.thresholds.for_watchlist(self.fpir, self.people,
-                                             far_factor=far_factor).threshold
+        return self.thresholds_for(size_px).for_watchlist(self.fpir, self.people,
+                                                          far_factor=far_factor).threshold
 
 
 @dataclass(frozen=True)

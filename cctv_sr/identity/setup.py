@@ -7,6 +7,7 @@ embedders live in different spaces, so a mismatch is an error, never a silent mi
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,26 +29,58 @@ log = logging.getLogger(__name__)
 # finer calibrated points a manifest may carry (measured with `eval calibrate --fars`)
 TAIL_KEYS = ((1e-4, "threshold_far_1e-4"), (1e-5, "threshold_far_1e-5"),
              (1e-6, "threshold_far_1e-6"))
+# per face size: threshold_px<side>_far_1e-<k>, from `eval calibrate --sizes`
+_SIZE_KEY = re.compile(r"threshold_px(\d+)_far_1e-([2-6])")
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def calibrated_thresholds(embedder_name: str) -> Thresholds:
-    """The embedder's thresholds at FAR 1e-2 / 1e-3, from the ``[spec]`` of its default
-    manifest (the registry's); ModelError when it has none."""
+    """The embedder's thresholds at FAR 1e-2 / 1e-3 (and finer), from the ``[spec]`` of its
+    default manifest (the registry's); ModelError when it has none."""
     manifest = default_manifest("embedder", embedder_name)
     if manifest is None:
         raise ModelError(f"embedder '{embedder_name}' has no model manifest with calibrated "
                          "thresholds; set match.threshold")
-    t2 = manifest.spec_value("threshold_far_1e-2")
-    t3 = manifest.spec_value("threshold_far_1e-3")
-    if not isinstance(t2, (int, float)) or not isinstance(t3, (int, float)):
+    t2 = _number(manifest.spec_value("threshold_far_1e-2"))
+    t3 = _number(manifest.spec_value("threshold_far_1e-3"))
+    if t2 is None or t3 is None:
         raise ModelError(f"model manifest '{manifest.name}' has no calibrated thresholds; "
                          "set match.threshold")
     tail = []
     for far, key in TAIL_KEYS:
-        value = manifest.spec_value(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            tail.append((far, float(value)))
-    return Thresholds(float(t2), float(t3), tuple(tail))
+        value = _number(manifest.spec_value(key))
+        if value is not None:
+            tail.append((far, value))
+    return Thresholds(t2, t3, tuple(tail))
+
+
+def calibrated_size_thresholds(embedder_name: str) -> tuple[tuple[int, Thresholds], ...]:
+    """Thresholds calibrated on probes degraded to a crop side, smallest side first: the
+    ``[spec]`` keys ``threshold_px<side>_far_1e-<k>`` (k = 2..6; 1e-2 and 1e-3 required per
+    side), measured with ``eval calibrate --sizes``. Empty when the manifest has none."""
+    manifest = default_manifest("embedder", embedder_name)
+    if manifest is None:
+        return ()
+    points: dict[int, dict[float, float]] = {}
+    for key, value in manifest.spec:
+        match = _SIZE_KEY.fullmatch(key)
+        number = _number(value)
+        if match and number is not None:
+            points.setdefault(int(match[1]), {})[10.0 ** -int(match[2])] = number
+    out = []
+    for side in sorted(points):
+        pts = points[side]
+        if 1e-2 not in pts or 1e-3 not in pts:
+            raise ModelError(f"model manifest '{manifest.name}': size {side} px needs "
+                             f"threshold_px{side}_far_1e-2 and _far_1e-3")
+        tail = tuple((f, t) for f, t in sorted(pts.items(), reverse=True) if f < 1e-3)
+        out.append((side, Thresholds(pts[1e-2], pts[1e-3], tail)))
+    return tuple(out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +106,8 @@ class IdentitySetup:
             path=str(self.gallery_path), people=len(self.view.names),
             embedder=EmbedderRef(self.embedder.name, self.embedder.version),
             threshold=self.threshold, threshold_rule=self.threshold_rule,
+            thresholds_by_size={str(side): round(self.rule.threshold(size_px=side), 4)
+                                for side, _ in self.rule.by_size},
             thresholds={f"far_{far:.0e}".replace("e-0", "e-"): t
                         for far, t in self.thresholds.points()})
 
@@ -107,6 +142,8 @@ def open_identity(cfg: RunConfig) -> IdentitySetup:
             raise
         thresholds = Thresholds(cfg.match.threshold, cfg.match.threshold)
     fixed = float(cfg.match.threshold) if cfg.match.threshold else None
+    by_size = (calibrated_size_thresholds(name)
+               if fixed is None and cfg.match.size_thresholds else ())
     if fixed is not None:
         threshold, rule = fixed, "match.threshold (set by the user)"
     else:  # a threshold for this gallery's size: at most match.fpir of strangers named
@@ -116,12 +153,15 @@ def open_identity(cfg: RunConfig) -> IdentitySetup:
             log.warning("gallery %s: %d people need a finer calibration than %s has; "
                         "strangers may be named more often than match.fpir=%g", path,
                         len(names), name, cfg.match.fpir)
+        if by_size:
+            rule += ("; faces up to " + ", ".join(f"{side}" for side, _ in by_size) +
+                     " px use the thresholds calibrated at that size")
         rule += (f"; tracks resting on fewer than {cfg.gate.full_evidence_faces} usable faces "
                  f"get a stricter per-pair FAR (x{cfg.gate.short_track_far_factor:g} at "
                  f"{cfg.gate.min_usable})")
     log.info("gallery %s: %d people, embedder %s, threshold %.4f (%s)", path, len(names), name,
              threshold, rule)
-    decision = DecisionRule(thresholds, cfg.match.fpir, len(names), fixed)
+    decision = DecisionRule(thresholds, cfg.match.fpir, len(names), fixed, by_size)
     faceness = OnetFaceness(device=cfg.embedder.device)
     return IdentitySetup(path, GalleryView(names, templates, photos), embedder, thresholds,
                          threshold, rule, cfg.match.top_k, decision, cfg.gate, faceness)

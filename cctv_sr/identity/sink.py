@@ -118,9 +118,11 @@ class IdentityWriter:
         t0 = time.perf_counter()
         gate = gate_track(evidence, self.gate)
         if gate.matchable:  # the decision rests on the usable faces, at their evidence's bar
+            usable = set(gate.usable_ids)  # the largest of them sets the size's thresholds
+            size = max(f.quality.size_px for f in evidence if f.face_id in usable)
             result = match_track(acc.subset(gate.usable_ids), self.gallery.names,
-                                 self.gallery.templates, self.rule.thresholds, self.top_k,
-                                 self.rule.threshold(gate.far_factor))
+                                 self.gallery.templates, self.rule.thresholds_for(size),
+                                 self.top_k, self.rule.threshold(gate.far_factor, size))
         else:  # scored for the record on every face, but never named
             result = match_track(acc, self.gallery.names, self.gallery.templates,
                                  self.rule.thresholds, self.top_k, self.rule.threshold())

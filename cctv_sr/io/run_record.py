@@ -89,7 +89,9 @@ class ModelRecord:
 @dataclass(frozen=True)
 class GalleryRecord:
     """The gallery a run matched against, with the embedder that built it and the threshold
-    the decisions used (``thresholds``: the calibrated ones, by FAR)."""
+    the decisions used (``thresholds``: the calibrated ones, by FAR; ``thresholds_by_size``:
+    the decision threshold of a track with full evidence whose faces are at most that many
+    pixels, from thresholds calibrated at that size)."""
 
     path: str
     people: int
@@ -97,6 +99,7 @@ class GalleryRecord:
     threshold: float
     threshold_rule: str
     thresholds: dict[str, float]
+    thresholds_by_size: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
