@@ -67,7 +67,8 @@ def test_import_is_lazy() -> None:
         ("sr", "espnc", r"^sr\.name: unknown super-resolver 'espnc' \(did you mean 'espcn'\?"),
         ("embedder", "insightface", r"^embedder\.name: unknown embedder 'insightface' "
                                     r"\(known: dlib"),
-        ("arch", "srgan", r"^arch\.name: unknown model architecture 'srgan'"),
+        ("arch", "srgann", r"^arch\.name: unknown model architecture 'srgann' "
+                           r"\(did you mean 'srgan'\?"),
     ],
 )
 def test_unknown_names_suggest_and_name_the_setting(kind: str, name: str, pattern: str) -> None:

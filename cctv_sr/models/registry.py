@@ -55,7 +55,7 @@ KINDS: dict[str, Kind] = {
     "detector": Kind("detector", "detector", "detector.name"),
     "sr": Kind("sr", "super-resolver", "sr.name"),
     "embedder": Kind("embedder", "embedder", "embedder.name"),
-    # the project's own model architectures (cctv_sr/archs/); rows arrive with them
+    # the project's own model architectures (cctv_sr/archs/, built with archs.build_arch)
     "arch": Kind("arch", "model architecture", "arch.name"),
 }
 
@@ -93,6 +93,13 @@ BACKENDS: tuple[Backend, ...] = (
             "mobilefacenet"),
     Backend("embedder", "mobilefacenet_onnx",
             "cctv_sr.embed.onnx_arcface:MobileFaceNetOnnxEmbedder", "mobilefacenet_onnx"),
+    # the project's own architectures: built with cctv_sr.archs.build_arch(name, config)
+    Backend("arch", "srgan", "cctv_sr.archs.srgan:SrganGenerator"),
+    Backend("arch", "srgan_d", "cctv_sr.archs.srgan:SrganDiscriminator"),
+    Backend("arch", "ipunet", "cctv_sr.archs.ipunet:IpuNet"),
+    Backend("arch", "lrnet", "cctv_sr.archs.lrnet:LrNet"),
+    Backend("arch", "vgg19_features", "cctv_sr.archs.vgg:Vgg19Features"),
+    Backend("arch", "lrhead", "cctv_sr.archs.lrhead:LrHead"),
 )
 
 _table: dict[tuple[str, str], Backend] = {(b.kind, b.name): b for b in BACKENDS}

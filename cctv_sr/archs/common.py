@@ -1,0 +1,58 @@
+"""What the project's architectures share: the input convention, its checks, resampling.
+
+Input convention of every SR net and of the LR identity head: ``(N, T*3, s, s)`` float, a
+window of ``T`` aligned crops of one track stacked on the channel axis (early fusion; frame
+``t`` is channels ``3t .. 3t+2``; ``T = 1`` for stills), each crop in **BGR** order scaled to
+``[0, 1]`` (``uint8 / 255``). The project's crops are BGR ``uint8`` arrays (OpenCV), so BGR
+avoids a channel flip per batch; a net trained on BGR must be fed BGR. The *centre* frame of a
+window is frame ``T // 2``; the nets' global skips take it.
+
+SR outputs are ``(N, 3, 128, 128)`` BGR in ``[0, 1]``-ish: nothing inside a module clamps (a
+clamp kills the gradient at the bounds); clamp to ``[0, 1]`` and scale by 255 to get a crop.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cctv_sr.errors import ConfigError, ContractError
+
+__all__ = [
+    "bicubic",
+    "centre_frame",
+    "check_input",
+    "check_range",
+]
+
+
+def check_range(owner: str, name: str, value: float, low: float, high: float | None = None
+                ) -> None:
+    """ConfigError unless ``low <= value`` (and ``value <= high`` when given)."""
+    if value < low or (high is not None and value > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ConfigError(f"{owner}.{name} must be {bound}, got {value}")
+
+
+def check_input(owner: str, x: torch.Tensor, channels: int) -> None:
+    """ContractError unless ``x`` is floating point ``(N, channels, H, W)`` with N, H, W > 0."""
+    if x.ndim != 4 or x.shape[1] != channels or not x.is_floating_point() or \
+            x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ContractError(f"{owner}: input must be float (N, {channels}, H, W), got "
+                            f"{x.dtype} {tuple(x.shape)}")
+
+
+def bicubic(x: torch.Tensor, side: int) -> torch.Tensor:
+    """``x`` resized to ``side x side`` with bicubic interpolation (``align_corners=False``,
+    anti-aliased when shrinking); returned unchanged when it already has that size."""
+    if x.shape[-2] == side and x.shape[-1] == side:
+        return x
+    shrink = x.shape[-2] > side or x.shape[-1] > side
+    return F.interpolate(x, size=(side, side), mode="bicubic", align_corners=False,
+                         antialias=shrink)
+
+
+def centre_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """The centre frame ``T // 2`` of a ``(N, T*3, H, W)`` window: ``(N, 3, H, W)``."""
+    start = 3 * (frames // 2)
+    return x[:, start:start + 3]
