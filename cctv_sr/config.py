@@ -68,7 +68,7 @@ class AlignConfig:
 
 @dataclass(frozen=True)
 class SRConfig:
-    name: str = "bicubic"  # bicubic | espcn | fsrcnn | lapsrn
+    name: str = "bicubic"  # bicubic | espcn | fsrcnn | lapsrn | trained (with model_path)
     model_path: str = ""  # explicit weights file (a .pb for the OpenCV models)
     batch_size: int = 32
     max_wait_ms: float = 50.0

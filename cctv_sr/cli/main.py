@@ -1,4 +1,4 @@
-"""Command line: ``cctv-sr run``, ``bench``, ``gallery``, ``eval``, ``models``.
+"""Command line: ``cctv-sr run``, ``bench``, ``gallery``, ``eval``, ``models``, ``train``.
 
 Errors the user can fix are one line on stderr (``cctv-sr: error: ...``) and exit code 1;
 Ctrl-C exits 130 after writing what was in flight (0 for a live stream, where Ctrl-C is the
@@ -18,6 +18,7 @@ from cctv_sr.cli.eval import add_eval_parser, run_eval
 from cctv_sr.cli.gallery import add_gallery_parser, run_gallery
 from cctv_sr.cli.models import add_models_parser, run_models
 from cctv_sr.cli.run import add_run_parser, run_run
+from cctv_sr.cli.train import add_train_parser, run_train
 from cctv_sr.errors import CctvSrError, ContractError
 
 log = logging.getLogger("cctv_sr")
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gallery_parser(sub)
     add_eval_parser(sub)
     add_models_parser(sub)
+    add_train_parser(sub)
     return parser
 
 
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_gallery(args)
         if args.command == "eval":
             return run_eval(args)
+        if args.command == "train":
+            return run_train(args)
         return run_models(args)
     except ContractError as exc:
         # A component broke its contract: not something the user can fix with a setting.

@@ -9,8 +9,9 @@ A method declares ``frames``, the LR frames it reads per probe:
 
 Every method also gets the undegraded 128 crops (``gt``); only ``hr`` (the upper bound) may look.
 Names: ``hr``, every SR backend of the project (:data:`cctv_sr.sr.SR_BACKENDS`: ``bicubic``,
-``espcn``, ``fsrcnn``, ``lapsrn``, ``lapsrn_x8``, ...) and ``default``, the SR that
-``cctv-sr run`` uses by default (``SRConfig().name``)::
+``espcn``, ``fsrcnn``, ``lapsrn``, ``lapsrn_x8``, ...), ``trained=CKPT`` (a ``cctv-sr train``
+checkpoint of an SR architecture, run by :mod:`cctv_sr.sr.trained`) and ``default``, the SR
+that ``cctv-sr run`` uses by default (``SRConfig().name``)::
 
     m = create_method("lapsrn")
     out = m.restore(probes, gt)       # (N, 128, 128, 3) uint8 BGR
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import difflib
+from pathlib import Path
 
 import numpy as np
 
@@ -65,9 +67,10 @@ class HRMethod(EvalMethod):
 class SRMethod(EvalMethod):
     """A single-frame SR backend of the project (``cctv_sr.sr``)."""
 
-    def __init__(self, name: str, sr_name: str | None = None) -> None:
+    def __init__(self, name: str, sr_name: str | None = None, model_path: str = "") -> None:
         self.name = name
-        self.sr: SuperResolver = create_super_resolver(SRConfig(name=sr_name or name))
+        self.sr: SuperResolver = create_super_resolver(
+            SRConfig(name=sr_name or name, model_path=model_path))
 
     def restore(self, probes: np.ndarray, gt: np.ndarray) -> np.ndarray:
         return self.sr.upscale(np.ascontiguousarray(probes), OUT_SIDE)
@@ -76,9 +79,16 @@ class SRMethod(EvalMethod):
         return self.sr.describe(size, OUT_SIDE)
 
 
+TRAINED = "trained"  # trained=CKPT: a checkpoint file
+
+
 def method_names() -> list[str]:
-    """Every name ``--methods`` accepts."""
-    return [HR, *SR_BACKENDS, DEFAULT]
+    """Every plain name ``--methods`` accepts (besides ``trained=CKPT``)."""
+    return [HR, *(n for n in SR_BACKENDS if n != TRAINED), DEFAULT]
+
+
+def _is_trained(name: str) -> bool:
+    return name.startswith(TRAINED + "=") and len(name) > len(TRAINED) + 1
 
 
 def parse_methods(text: str) -> list[str]:
@@ -89,11 +99,14 @@ def parse_methods(text: str) -> list[str]:
     known = method_names()
     out: list[str] = []
     for name in names:
-        if name not in known:
+        if _is_trained(name):
+            if not Path(name.split("=", 1)[1]).expanduser().is_file():
+                raise ConfigError(f"--methods: {name}: no such checkpoint file")
+        elif name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(f"--methods: unknown method '{name}' ({hint}known: "
-                              f"{', '.join(known)})")
+                              f"{', '.join(known)}, trained=CKPT)")
         if name not in out:
             out.append(name)
     return out
@@ -110,7 +123,9 @@ def create_method(name: str) -> EvalMethod:
         return HRMethod()
     if name == DEFAULT:
         return SRMethod(DEFAULT, default_sr_name())
-    if name in SR_BACKENDS:
+    if _is_trained(name):
+        return SRMethod(name, TRAINED, str(Path(name.split("=", 1)[1]).expanduser()))
+    if name in SR_BACKENDS and name != TRAINED:
         return SRMethod(name)
     parse_methods(name)  # raises with the list of known names
     raise ConfigError(f"unknown method {name!r}")  # pragma: no cover

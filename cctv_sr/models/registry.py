@@ -87,6 +87,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("sr", "fsrcnn", _OPENCV_SR, "fsrcnn_x4"),
     Backend("sr", "lapsrn", _OPENCV_SR, "lapsrn_x4"),
     Backend("sr", "lapsrn_x8", _OPENCV_SR, "lapsrn_x8"),
+    Backend("sr", "trained", "cctv_sr.sr.trained:TrainedSR"),  # a cctv-sr train checkpoint
     Backend("embedder", "dlib", "cctv_sr.embed.dlib_resnet:DlibEmbedder", "dlib"),
     Backend("embedder", "arcface", "cctv_sr.embed.onnx_arcface:ArcFaceEmbedder", "arcface_r50"),
     Backend("embedder", "mobilefacenet", "cctv_sr.embed.mobilefacenet:MobileFaceNetEmbedder",

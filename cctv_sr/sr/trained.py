@@ -1,0 +1,82 @@
+"""The project's own trained SR networks (``cctv-sr train`` checkpoints) as a super-resolver.
+
+``--sr trained --sr-model runs/lrnet/last.pt`` runs any checkpoint of an SR architecture
+(``srgan``, ``ipunet``, ``lrnet``): the network is rebuilt from the checkpoint's arch name and
+config, its EMA weights are loaded (:func:`cctv_sr.train.checkpoint.load_checkpoint`), and its
+:class:`~cctv_sr.models.spec.ModelSpec` says the window T it was trained on. Crops go in as
+BGR floats in [0, 1], ``(N, T*3, S, S)``; a still is repeated T times (the same frame in every
+slot of the window). The output is clipped to [0, 1], rounded to uint8 and resized to
+``out_size`` when the network's own side (128) differs. Batches of ``sr.batch_size`` under
+:func:`torch.inference_mode` on ``sr.device``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cctv_sr.config import SRConfig
+from cctv_sr.detect.mtcnn import torch_device
+from cctv_sr.errors import ConfigError, ModelError
+from cctv_sr.sr.base import SuperResolver, check_crops, empty_batch, resize_square
+
+log = logging.getLogger(__name__)
+
+SR_ARCHS = ("srgan", "ipunet", "lrnet")  # checkpoints of these run here; lrhead is not SR
+
+
+class TrainedSR(SuperResolver):
+    """A ``cctv-sr train`` checkpoint of an SR architecture."""
+
+    name = "trained"
+    scale = 0  # the networks take any input side and always give their native output side
+
+    def __init__(self, cfg: SRConfig, model_path: Path | None = None) -> None:
+        super().__init__(cfg, model_path)
+        if model_path is None:
+            raise ConfigError("sr.name=trained needs a checkpoint: --sr-model RUN_DIR/last.pt "
+                              "(from cctv-sr train)")
+        from cctv_sr.train.checkpoint import load_checkpoint, read_checkpoint
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such checkpoint")
+        arch = str(read_checkpoint(path).get("arch", ""))
+        if arch not in SR_ARCHS:
+            raise ModelError(f"{path}: a checkpoint of '{arch}', which is not an SR "
+                             f"architecture (SR: {', '.join(SR_ARCHS)})")
+        self.device = torch_device(cfg.device)
+        self.net, self.spec = load_checkpoint(path, device=self.device)
+        self.arch = arch
+        self.window = max(1, int(self.spec.window or 1))
+        self.model_files = (path,)
+        self.name = f"trained:{arch}"
+        log.info("trained SR: %s (%s, window %d) on %s", path, arch, self.window, self.device)
+
+    def _run(self, crops: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        if self.window > 1:  # a still fills every slot of the window
+            x = x.repeat(1, self.window, 1, 1)
+        y = self.net(x).clamp_(0.0, 1.0).mul_(255.0).round_()
+        return y.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    def upscale(self, crops: np.ndarray, out_size: int) -> np.ndarray:
+        """(N, S, S, 3) uint8 BGR -> (N, out_size, out_size, 3) uint8 BGR."""
+        crops = check_crops(crops, out_size)
+        if crops.shape[0] == 0:
+            return empty_batch(out_size)
+        step = max(1, int(self.cfg.batch_size))
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(crops), step):
+                parts.append(self._run(np.ascontiguousarray(crops[start:start + step])))
+        out = np.concatenate(parts)
+        if out.shape[1] != out_size:
+            out = np.stack([resize_square(image, out_size) for image in out])
+        return out
+
+    def describe(self, in_size: int, out_size: int) -> str:
+        return f"{self.name}_{in_size}to{out_size}"
