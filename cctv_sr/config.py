@@ -223,7 +223,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported setting type {annotation!r}")
 
 
-def _apply(obj: Any, data: dict[str, Any], where: str) -> Any:
+def apply_mapping(obj: Any, data: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(type(obj))
     changes: dict[str, Any] = {}
     known = _known(type(obj))
@@ -235,7 +235,7 @@ def _apply(obj: Any, data: dict[str, Any], where: str) -> Any:
         if is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: expected a table, got {value!r}")
-            changes[key] = _apply(current, value, path)
+            changes[key] = apply_mapping(current, value, path)
         else:
             changes[key] = _coerce(value, hints[key], path)
     return replace(obj, **changes)
@@ -267,16 +267,16 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
             raise ConfigError(f"{path}: config file not found") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        cfg = _apply(cfg, data, "")
+        cfg = apply_mapping(cfg, data, "")
     for text in overrides or []:
-        cfg = _apply(cfg, parse_override(text), "")
+        cfg = apply_mapping(cfg, parse_override(text), "")
     validate(cfg)
     return cfg
 
 
 def with_values(cfg: RunConfig, **sections: dict[str, Any]) -> RunConfig:
     """Apply plain values per section (used by CLI flags), with the same checks as TOML."""
-    out = _apply(cfg, {k: v for k, v in sections.items() if v}, "")
+    out = apply_mapping(cfg, {k: v for k, v in sections.items() if v}, "")
     validate(out)
     return out
 

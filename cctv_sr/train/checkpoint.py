@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from cctv_sr.archs import build_arch, config_class
-from cctv_sr.config import _apply
+from cctv_sr.config import apply_mapping
 from cctv_sr.errors import ModelError
 from cctv_sr.models.spec import ModelSpec
 
@@ -115,7 +115,7 @@ def read_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
 
 def arch_config_from(arch: str, mapping: dict[str, Any]) -> Any:
     """The arch config dataclass from its checkpoint mapping (lists back to tuples)."""
-    return _apply(config_class(arch)(), mapping, "arch_config")
+    return apply_mapping(config_class(arch)(), mapping, "arch_config")
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu", ema: bool = True

@@ -25,7 +25,7 @@ from typing import Any
 
 from cctv_sr.archs import config_class
 from cctv_sr.archs.srgan import SrganDiscriminatorConfig
-from cctv_sr.config import _apply, parse_override
+from cctv_sr.config import apply_mapping, parse_override
 from cctv_sr.data.augment import DegradeConfig
 from cctv_sr.errors import ConfigError
 
@@ -221,8 +221,8 @@ def recipe_from_mapping(data: dict[str, Any], overrides: list[str] | None = None
         raise ConfigError(f"arch: unknown key(s) {sorted(arch_table)} (known: name, config)")
     if not isinstance(config_table, dict):
         raise ConfigError("arch.config: expected a table")
-    arch_config = _apply(config_class(name)(), config_table, "arch.config")
-    recipe = _apply(Recipe(arch=name, arch_config=arch_config), data, "")
+    arch_config = apply_mapping(config_class(name)(), config_table, "arch.config")
+    recipe = apply_mapping(Recipe(arch=name, arch_config=arch_config), data, "")
     frames = recipe.frames
     if recipe.data.in_frames not in (0, frames):
         raise ConfigError(f"data.in_frames = {recipe.data.in_frames} but arch.config.in_frames "
