@@ -349,3 +349,104 @@ def test_identify_end_to_end(tmp_path: Path, group_photo: np.ndarray,
                                          embedders=(embedder,), workers=1, burst=3, quiet=True))
     assert bursts.burst == 3 and len(bursts.rows) == 1
     assert "bursts of 3 frames" in format_report(bursts)
+
+
+# ------------------------------------------------------------------ lrhead=CKPT (embeddings)
+
+
+@pytest.fixture(scope="module")
+def head_ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A 2-step lrhead checkpoint and a 2-step lrnet one, trained by cctv_sr.train on the
+    synthetic trainset of tests/test_train.py (teacher: the shipped MobileFaceNet)."""
+    from test_train import tiny, write_trainset
+
+    from cctv_sr.train import recipe_from_mapping, train
+
+    root = tmp_path_factory.mktemp("heads")
+    trainset = write_trainset(root / "trainset.npz")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CCTV_SR_CACHE", str(root / "cache"))
+    try:
+        out = {}
+        for arch in ("lrhead", "lrnet"):
+            train(recipe_from_mapping(tiny(arch, trainset, root / arch, run={"steps": 2})),
+                  quiet=True)
+            out[arch] = root / arch / "last.pt"
+    finally:
+        mp.undo()
+    return out
+
+
+def test_lrhead_method_embeds_probes(head_ckpts: dict[str, Path]) -> None:
+    from cctv_sr.errors import ModelError
+    from cctv_sr.evaluate.methods import EmbeddingMethod
+
+    name = f"lrhead={head_ckpts['lrhead']}"
+    assert parse_methods(f"hr,{name},{name}") == ["hr", name]
+    m = create_method(name)
+    assert isinstance(m, EmbeddingMethod) and m.space == "mobilefacenet" and m.frames == 1
+    gt = np.stack([_crop(0), _crop(1), _crop(2)])
+    names = ["a.jpg", "b.jpg", "c.jpg"]
+    stills = make_probes(gt, names, 16)
+    emb = m.embed_probes(select_frames(m, stills))
+    assert emb.shape == (3, 128) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    bursts = make_probes(gt, names, 16, frames=5)  # window 1: the centre frame
+    np.testing.assert_array_equal(m.embed_probes(select_frames(m, bursts)),
+                                  m.embed_probes(bursts[:, 2]))
+    assert m.embed_probes(stills[:0]).shape == (0, 128)
+    assert "mobilefacenet" in m.describe(16)
+
+    with pytest.raises(ConfigError, match="no such checkpoint"):
+        parse_methods("lrhead=/nonexistent/last.pt")
+    with pytest.raises(ModelError, match="checkpoint of 'lrnet', not of 'lrhead'"):
+        create_method(f"lrhead={head_ckpts['lrnet']}")
+    with pytest.raises(ModelError, match="not an SR architecture"):
+        create_method(f"trained={head_ckpts['lrhead']}")
+
+
+@pytest.mark.slow
+def test_identify_scores_lrhead_in_its_space_only(
+        tmp_path: Path, group_photo: np.ndarray, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], head_ckpts: dict[str, Path]) -> None:
+    embedder = _pick_embedder(monkeypatch)
+    monkeypatch.setenv("CCTV_SR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CCTV_SR_OFFLINE", "1")
+    root = tmp_path / "faces"
+    _group_tree(root, group_photo)
+    head = f"lrhead={head_ckpts['lrhead']}"
+    out = tmp_path / "eval.json"
+    args = _parser().parse_args([
+        "eval", "identify", "--data", str(root), "--methods", f"bicubic,{head}", "--sizes",
+        "16,24", "--embedder", embedder, "--workers", "2", "--open-set", "--json", str(out),
+        "--quiet"])
+    assert run_eval(args) == 0
+    assert "LR probe -> embedding in the mobilefacenet space" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["method_spaces"] == {head: "mobilefacenet"}
+    rows = {(r["method"], r["size"]): r for r in data["rows"]}
+    for s in (16, 24):
+        r = rows[(head, s)]
+        assert 0.0 <= r["rank1"] <= 1.0 and 0.0 <= r["tar_at_far_1e-2"] <= 1.0
+        assert r["fnir_at_fpir_1e-2"] is not None and r["fpir_shipped"] is not None
+
+    # In-process with dlib too: the head's dlib rows are not applicable (NaN / null / '-'),
+    # its mobilefacenet rows are the pool's figures.
+    res = run_identify(IdentifyConfig(data=root, methods=("bicubic", head), sizes=(16, 24),
+                                      embedders=(embedder, "dlib"), workers=1, quiet=True,
+                                      open_set=True))
+    for s in (16, 24):
+        mfn, dl = res.row(head, s, embedder), res.row(head, s, "dlib")
+        assert mfn.to_json()["rank1"] == rows[(head, s)]["rank1"]
+        assert math.isnan(dl.rank1) and math.isnan(dl.tar_at_far_1e_2)
+        assert dl.to_json()["rank1"] is None and dl.to_json()["tar_at_far_1e-2"] is None
+        assert not math.isnan(res.row("bicubic", s, "dlib").rank1)
+        assert res.open_set is not None
+        assert all(v is None for k, v in res.open_set.row(head, s, "dlib").to_json().items())
+    line = next(x for x in format_report(res).splitlines() if x.startswith(head))
+    assert line.count(" -") == 2 * 2  # r1 and TAR under dlib at both sizes
+    from cctv_sr.evaluate.det_plot import det_plots
+
+    plots = det_plots(res)
+    assert not any(sr.label.startswith(head) for sr in plots["dlib"].series)
+    assert any(sr.label.startswith(head) for sr in plots[embedder].series)

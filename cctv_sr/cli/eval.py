@@ -50,7 +50,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     _add_data(ident)
     ident.add_argument("--methods", default="hr,bicubic,default", metavar="LIST",
                        help="comma-separated: hr, bicubic, espcn, fsrcnn, lapsrn, lapsrn_x8, "
-                       "default (the SR of `cctv-sr run`); default: hr,bicubic,default")
+                       "default (the SR of `cctv-sr run`), trained=CKPT (an SR checkpoint of "
+                       "cctv-sr train), lrhead=CKPT (an LR identity head checkpoint: embeds the "
+                       "LR probe, scored under mobilefacenet only); default: hr,bicubic,default")
     ident.add_argument("--sizes", type=_int_list, default=(16, 24, 32), metavar="LIST",
                        help="probe sides, e.g. 16,24,32 (default)")
     ident.add_argument("--embedder", metavar="NAME",

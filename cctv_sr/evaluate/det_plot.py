@@ -78,6 +78,8 @@ def det_plots(result: IdentifyResult) -> dict[str, DetPlot]:
         t = ores.shipped.get(e, math.nan)
         series = []
         for m in result.methods:
+            if not result.applicable(m, e):  # an embedding method of another space
+                continue
             rows = [ores.row(m, s, e) for s in result.sizes]
             same = all(np.array_equal(r.det.fpir, rows[0].det.fpir)
                        and np.array_equal(r.det.fnir, rows[0].det.fnir) for r in rows)

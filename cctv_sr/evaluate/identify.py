@@ -11,7 +11,9 @@
    embedded once per embedder, undegraded. Work is split in chunks of probes over a pool of
    worker processes, each with its own models (:mod:`cctv_sr.evaluate.workers`).
 4. Rank-1 and TAR at FAR = 1e-2 per (method, size, embedder) (:mod:`cctv_sr.evaluate.metrics`);
-   the text table is :mod:`cctv_sr.evaluate.report`.
+   the text table is :mod:`cctv_sr.evaluate.report`. An embedding method (``lrhead=CKPT``)
+   embeds the probes itself, in one embedder's space: it is scored under that embedder only,
+   its rows under the others are not applicable (NaN, ``null`` in the JSON).
 5. With ``open_set``, the same scores against a watchlist (half the gallery) give FNIR at
    FPIR 1e-2 / 1e-3 and the figures at the shipped threshold (:mod:`cctv_sr.evaluate.openset`).
 
@@ -36,10 +38,11 @@ import numpy as np
 
 from cctv_sr.data.degrade import HR_SIDE
 from cctv_sr.data.lfw import EvalImage, EvalSet, load_dataset
-from cctv_sr.errors import ConfigError
+from cctv_sr.errors import ConfigError, ModelError
 from cctv_sr.evaluate import metrics
-from cctv_sr.evaluate.methods import DEFAULT, default_sr_name, parse_methods
+from cctv_sr.evaluate.methods import DEFAULT, EmbeddingMethod, default_sr_name, parse_methods
 from cctv_sr.evaluate.openset import (
+    FPIR_TARGETS,
     OpenSetResult,
     OpenSetRow,
     finish_open_set,
@@ -151,7 +154,8 @@ class IdentifyResult:
     ``identities``: gallery identities; ``probes``: probes scored; ``no_face``: images left
     out because the oracle detector found no face (``no_face_files`` relative to the root);
     ``burst``: frames per probe (0 = stills); ``methods``: what each method did per size;
-    ``embedder_versions``: provenance of each embedder's weights.
+    ``embedder_versions``: provenance of each embedder's weights; ``method_spaces``: the
+    embedder space of each embedding method (its rows under other embedders are NaN).
     """
 
     rows: tuple[IdentifyRow, ...]
@@ -172,6 +176,11 @@ class IdentifyResult:
     embedder_versions: dict[str, str] = field(default_factory=dict)
     workers: int = 1
     open_set: OpenSetResult | None = None
+    method_spaces: dict[str, str] = field(default_factory=dict)
+
+    def applicable(self, method: str, embedder: str) -> bool:
+        """Whether ``method`` is scored under ``embedder`` (an embedding method: its space)."""
+        return self.method_spaces.get(method, embedder) == embedder
 
     def row(self, method: str, size: int, embedder: str) -> IdentifyRow:
         for r in self.rows:
@@ -203,6 +212,7 @@ class IdentifyResult:
             "methods": self.method_info,
             "embedders": self.embedder_versions,
             "workers": self.workers,
+            "method_spaces": self.method_spaces,
         }
         if self.open_set is not None:
             out.update(self.open_set.to_json())
@@ -249,6 +259,11 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
                    for m in cfg.methods}
     embedder_versions = {e: str(getattr(cached_embedder(e), "version", ""))
                          for e in cfg.embedders}
+    spaces = {m: b.space for m, b in built.items() if isinstance(b, EmbeddingMethod)}
+    for m, space in spaces.items():
+        if space not in cfg.embedders:
+            log.warning("%s embeds in the space of %s, which this run does not use (add it to "
+                        "--embedder): its rows are not applicable", m, space)
 
     detector = pick_detector(cfg.detector)
     aligned = _aligned_set(ds, detector, cfg)
@@ -281,8 +296,13 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
         comp = compute_name(m)
         for s in cfg.sizes:
             for e in cfg.embedders:
+                if spaces.get(comp, e) != e:  # an embedding method under another embedder
+                    rows.append(IdentifyRow(m, s, e, math.nan, math.nan))
+                    if split is not None:
+                        open_rows.append(_not_applicable(m, s, e))
+                    continue
                 size = 0 if built[comp].size_independent else s
-                scores = metrics.similarity(emb.probe(comp, size, e), emb.gallery(e))
+                scores = _scores(emb.probe(comp, size, e), emb.gallery(e), m, e)
                 rows.append(IdentifyRow(m, s, e, metrics.rank1(scores, labels),
                                         metrics.tar_at_far(scores, labels, FAR)))
                 if split is not None:  # the run's threshold for faces of this size
@@ -299,7 +319,27 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
         embedders=cfg.embedders, dropped_identities=aligned.dropped_identities,
         no_face_files=aligned.no_face_files, method_info=method_info,
         embedder_versions=embedder_versions, workers=workers, open_set=open_set,
+        method_spaces=spaces,
     )
+
+
+def _scores(probe: np.ndarray, gallery: np.ndarray, method: str, embedder: str) -> np.ndarray:
+    """Cosine scores (P, G); ModelError when the probe vectors are not in the gallery's
+    space (another dimension)."""
+    if probe.shape[1:] != gallery.shape[1:]:
+        raise ModelError(f"{method}: probe embeddings {probe.shape[1:]} do not match the "
+                         f"{embedder} gallery embeddings {gallery.shape[1:]}")
+    return metrics.similarity(probe, gallery)
+
+
+def _not_applicable(method: str, size: int, embedder: str) -> OpenSetRow:
+    """The open-set row of a method that has no embeddings under ``embedder``: all NaN."""
+    nan, empty = math.nan, np.zeros(0)
+    return OpenSetRow(method=method, size=size, embedder=embedder,
+                      fnir_at_fpir=(nan,) * len(FPIR_TARGETS),
+                      thresholds_at_fpir=(nan,) * len(FPIR_TARGETS), threshold_shipped=nan,
+                      fpir_shipped=nan, fnir_shipped=nan,
+                      det=metrics.DetCurve(empty, empty, empty))
 
 
 def _aligned_set(ds: EvalSet, detector: Any, cfg: IdentifyConfig) -> _AlignedSet:

@@ -15,19 +15,30 @@ that ``cctv-sr run`` uses by default (``SRConfig().name``)::
 
     m = create_method("lapsrn")
     out = m.restore(probes, gt)       # (N, 128, 128, 3) uint8 BGR
+
+An :class:`EmbeddingMethod` skips the image: ``embed_probes`` maps the LR probes straight to unit
+vectors in the space of one embedder (``space``), so it is scored only under that embedder.
+``lrhead=CKPT`` is one: a ``cctv-sr train`` checkpoint of the LR identity head
+(:mod:`cctv_sr.archs.lrhead`), distilled from MobileFaceNet::
+
+    m = create_method("lrhead=runs/lrhead/last.pt")
+    emb = m.embed_probes(select_frames(m, probes))   # (N, 128) float32, unit length
 """
 
 from __future__ import annotations
 
 import abc
 import difflib
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from cctv_sr.config import SRConfig
-from cctv_sr.errors import ConfigError
+from cctv_sr.errors import ConfigError, ContractError, ModelError
 from cctv_sr.sr import SR_BACKENDS, SuperResolver, create_super_resolver
+
+log = logging.getLogger(__name__)
 
 OUT_SIDE = 128
 DEFAULT = "default"
@@ -79,16 +90,113 @@ class SRMethod(EvalMethod):
         return self.sr.describe(size, OUT_SIDE)
 
 
-TRAINED = "trained"  # trained=CKPT: a checkpoint file
+class EmbeddingMethod(abc.ABC):
+    """Maps LR probes straight to unit embeddings in the space of the embedder ``space``
+    (its rows under any other embedder are not applicable)."""
+
+    name: str = ""
+    frames: int = 1
+    space: str = ""
+    size_independent: bool = False  # always depends on the probe
+
+    @abc.abstractmethod
+    def embed_probes(self, probes: np.ndarray) -> np.ndarray:
+        """Probes (shape per ``frames``, uint8 BGR) -> (N, D) float32, unit length."""
+
+    def describe(self, size: int) -> str:
+        """What the method does at probe side ``size`` (for the output's provenance)."""
+        return self.name
+
+
+Method = EvalMethod | EmbeddingMethod
+
+TRAINED = "trained"  # trained=CKPT: a checkpoint file of an SR architecture
+LRHEAD = "lrhead"  # lrhead=CKPT: a checkpoint file of the LR identity head
+TEACHER = "mobilefacenet"  # the embedder cctv_sr.train distils the LR head from
+
+
+class LrHeadMethod(EmbeddingMethod):
+    """A ``cctv-sr train`` checkpoint of ``lrhead``: LR probe -> MobileFaceNet's space.
+
+    The EMA weights run on the CPU in batches of ``batch_size`` under ``inference_mode``; the
+    input is the training layout (:func:`cctv_sr.train.sampler.to_input`). With a window
+    T > 1 a still fills every slot, and a burst longer than T gives its centre T frames."""
+
+    def __init__(self, name: str, path: Path, batch_size: int = 64) -> None:
+        from cctv_sr.train.checkpoint import load_checkpoint, read_checkpoint
+
+        if not path.is_file():
+            raise ModelError(f"{path}: no such checkpoint")
+        ckpt = read_checkpoint(path)
+        arch = str(ckpt.get("arch", ""))
+        if arch != LRHEAD:
+            raise ModelError(f"--methods {name}: {path} is a checkpoint of '{arch}', not of "
+                             f"'{LRHEAD}' (the LR identity head); an SR checkpoint is "
+                             f"trained=CKPT")
+        custom = str(dict(ckpt.get("recipe", {}).get("loss", {})).get("embedder", ""))
+        if custom:
+            log.warning("%s was distilled from MobileFaceNet weights %s; it is scored against "
+                        "the %s embedder of this run", path, custom, TEACHER)
+        self.name = name
+        self.space = TEACHER
+        self.step = int(ckpt.get("step", 0))
+        self.net, spec = load_checkpoint(path)
+        self.dim = int(getattr(self.net.config, "embedding_dim", 0))
+        self.window = max(1, int(spec.window or 1))
+        self.frames = self.window
+        self.batch_size = max(1, batch_size)
+        log.info("lrhead method: %s (window %d, step %d)", path, self.window, self.step)
+
+    def _windows(self, probes: np.ndarray) -> np.ndarray:
+        """(N, s, s, 3) or (N, T, s, s, 3) -> (N, window, s, s, 3)."""
+        if probes.ndim == 4:
+            probes = probes[:, None]
+        if probes.ndim != 5 or probes.shape[-1] != 3:
+            raise ContractError(f"{self.name}: expected probes (N, [T,] s, s, 3), got "
+                                f"{probes.shape}")
+        t, w = probes.shape[1], self.window
+        if t == 1:
+            return np.repeat(probes, w, axis=1)
+        if t < w:
+            raise ConfigError(f"--methods {self.name}: the checkpoint fuses {w} frames, the "
+                              f"bursts have {t} (use --burst {w} or stills)")
+        start = (t - w) // 2
+        return probes[:, start:start + w]
+
+    def embed_probes(self, probes: np.ndarray) -> np.ndarray:
+        import torch
+
+        from cctv_sr.train.sampler import to_input
+
+        lr = self._windows(np.asarray(probes, np.uint8))
+        if len(lr) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        parts = []
+        with torch.inference_mode():
+            for a in range(0, len(lr), self.batch_size):
+                x = to_input(lr[a:a + self.batch_size], torch.device("cpu"))
+                y = torch.nn.functional.normalize(self.net(x).float(), dim=1)
+                parts.append(y.numpy().astype(np.float32))
+        return np.concatenate(parts)
+
+    def describe(self, size: int) -> str:
+        return f"lrhead_{size}_to_{self.space}_space (window {self.window}, step {self.step})"
 
 
 def method_names() -> list[str]:
-    """Every plain name ``--methods`` accepts (besides ``trained=CKPT``)."""
+    """Every plain name ``--methods`` accepts (besides ``trained=CKPT`` and ``lrhead=CKPT``)."""
     return [HR, *(n for n in SR_BACKENDS if n != TRAINED), DEFAULT]
 
 
+def _file_of(kind: str, name: str) -> Path | None:
+    """The checkpoint path of ``kind=CKPT``, or None when ``name`` is not of that form."""
+    if name.startswith(kind + "=") and len(name) > len(kind) + 1:
+        return Path(name.split("=", 1)[1]).expanduser()
+    return None
+
+
 def _is_trained(name: str) -> bool:
-    return name.startswith(TRAINED + "=") and len(name) > len(TRAINED) + 1
+    return _file_of(TRAINED, name) is not None
 
 
 def parse_methods(text: str) -> list[str]:
@@ -99,14 +207,15 @@ def parse_methods(text: str) -> list[str]:
     known = method_names()
     out: list[str] = []
     for name in names:
-        if _is_trained(name):
-            if not Path(name.split("=", 1)[1]).expanduser().is_file():
+        ckpt = _file_of(TRAINED, name) or _file_of(LRHEAD, name)
+        if ckpt is not None:
+            if not ckpt.is_file():
                 raise ConfigError(f"--methods: {name}: no such checkpoint file")
         elif name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(f"--methods: unknown method '{name}' ({hint}known: "
-                              f"{', '.join(known)}, trained=CKPT)")
+                              f"{', '.join(known)}, trained=CKPT, lrhead=CKPT)")
         if name not in out:
             out.append(name)
     return out
@@ -117,21 +226,25 @@ def default_sr_name() -> str:
     return SRConfig().name
 
 
-def create_method(name: str) -> EvalMethod:
-    """Build the method ``name`` (unknown names raise ConfigError)."""
+def create_method(name: str) -> Method:
+    """Build the method ``name`` (unknown names raise ConfigError, a checkpoint of the wrong
+    architecture ModelError)."""
+    head = _file_of(LRHEAD, name)
+    if head is not None:
+        return LrHeadMethod(name, head)
     if name == HR:
         return HRMethod()
     if name == DEFAULT:
         return SRMethod(DEFAULT, default_sr_name())
     if _is_trained(name):
-        return SRMethod(name, TRAINED, str(Path(name.split("=", 1)[1]).expanduser()))
+        return SRMethod(name, TRAINED, str(_file_of(TRAINED, name)))
     if name in SR_BACKENDS and name != TRAINED:
         return SRMethod(name)
     parse_methods(name)  # raises with the list of known names
     raise ConfigError(f"unknown method {name!r}")  # pragma: no cover
 
 
-def select_frames(method: EvalMethod, probes: np.ndarray) -> np.ndarray:
+def select_frames(method: Method, probes: np.ndarray) -> np.ndarray:
     """What ``method`` reads from a probe batch: stills ``(N, s, s, 3)`` or bursts
     ``(N, T, s, s, 3)`` -> the centre frame for single-frame methods, all frames for
     multi-frame ones (a still becomes a burst of one)."""

@@ -1,7 +1,8 @@
 """Text report of ``cctv-sr eval identify`` (docs/EVAL.md section 1).
 
 :func:`format_table` lays the figures out as in the reference table of docs/EVAL.md: one
-line per method, one column group per probe size, rank-1 and TAR per embedder, in %.
+line per method, one column group per probe size, rank-1 and TAR per embedder, in %; a figure
+that is undefined or not applicable (an embedding method under another embedder) is ``-``.
 :func:`format_report` adds the counts and the provenance lines under it, and with the open set
 (docs/EVAL.md 1b) the table of :func:`format_open_set` after them.
 
@@ -188,6 +189,9 @@ def format_report(result: IdentifyResult) -> str:
            f"{result.seconds:.1f} s with {result.workers} worker(s)"]
     if DEFAULT in result.methods:
         out.append(f"default = {default_sr_name()} (the SR of `cctv-sr run`)")
+    for m, space in result.method_spaces.items():
+        out.append(f"{m}: LR probe -> embedding in the {space} space (no image); scored "
+                   f"against the {space} gallery only, '-' = not applicable")
     if result.open_set is not None:
         out += ["", format_open_set(result)]
         rules = format_rules(result)

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from cctv_sr.config import EmbedderConfig
 from cctv_sr.data.degrade import HR_SIDE, make_probes
 from cctv_sr.errors import CctvSrError, PipelineError
-from cctv_sr.evaluate.methods import EvalMethod, create_method, select_frames
+from cctv_sr.evaluate.methods import EmbeddingMethod, Method, create_method, select_frames
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,12 @@ def _worker_init(threads: int) -> None:
     _MODELS["threads"] = threads
 
 
-def cached_method(name: str) -> EvalMethod:
-    """The restoration method ``name`` of this process, built on first use."""
+def cached_method(name: str) -> Method:
+    """The method ``name`` of this process (restoration or embedding), built on first use."""
     key = f"method:{name}"
     if key not in _MODELS:
         _MODELS[key] = create_method(name)
-    m: EvalMethod = _MODELS[key]
+    m: Method = _MODELS[key]
     return m
 
 
@@ -113,17 +113,22 @@ def _embed_gallery(crops: np.ndarray, embedders: tuple[str, ...]) -> dict[str, n
 
 
 def _embed_probes(task: _ProbeTask) -> dict[EmbKey, np.ndarray]:
-    """Degrade, restore and embed one chunk of probes: every (method, size, embedder)."""
+    """Degrade, restore and embed one chunk of probes: every (method, size, embedder); an
+    embedding method gives (method, size, its space) only, when its space is in the run."""
     out: dict[EmbKey, np.ndarray] = {}
     methods = [cached_method(m) for m in task.methods]
     for m in methods:
-        if m.size_independent:
+        if m.size_independent and not isinstance(m, EmbeddingMethod):
             restored = m.restore(np.zeros((len(task.crops), 0, 0, 3), np.uint8), task.crops)
             for e in task.embedders:
                 out[(m.name, 0, e)] = cached_embedder(e).embed(restored)
     for size in task.sizes:
         probes = make_probes(task.crops, list(task.file_names), size, task.burst)
         for m in methods:
+            if isinstance(m, EmbeddingMethod):
+                if m.space in task.embedders:
+                    out[(m.name, size, m.space)] = _method_embeddings(m, probes)
+                continue
             if m.size_independent:
                 continue
             restored = m.restore(select_frames(m, probes), task.crops)
@@ -133,6 +138,15 @@ def _embed_probes(task: _ProbeTask) -> dict[EmbKey, np.ndarray]:
             for e in task.embedders:
                 out[(m.name, size, e)] = cached_embedder(e).embed(restored)
     return out
+
+
+def _method_embeddings(m: EmbeddingMethod, probes: np.ndarray) -> np.ndarray:
+    """``m``'s embeddings of a probe batch, checked: one finite vector per probe."""
+    emb = np.asarray(m.embed_probes(select_frames(m, probes)), np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(probes) or not np.isfinite(emb).all():
+        raise CctvSrError(f"method {m.name} returned embeddings {emb.shape} (finite: "
+                          f"{bool(np.isfinite(emb).all())}), expected ({len(probes)}, D)")
+    return emb
 
 
 def _dispatch(*args: Any) -> Any:
@@ -201,7 +215,7 @@ def _chunks(n: int, size: int) -> list[slice]:
 class Embeddings:
     """Unit embeddings of one run: ``galleries[embedder]`` (G, D) in gallery order and
     ``probes[(computation, size, embedder)]`` (P, D) in probe order, size 0 for a method that
-    does not depend on the size (``hr``)."""
+    does not depend on the size (``hr``); an embedding method has only its own space's key."""
 
     galleries: dict[str, np.ndarray]
     probes: dict[EmbKey, np.ndarray]
@@ -213,6 +227,10 @@ class Embeddings:
     def probe(self, compute: str, size: int, embedder: str) -> np.ndarray:
         """The probe embeddings of ``compute`` at ``size`` (0 = size-independent)."""
         return self.probes[(compute, size, embedder)]
+
+    def has_probe(self, compute: str, size: int, embedder: str) -> bool:
+        """Whether ``compute`` has probe embeddings at ``size`` under ``embedder``."""
+        return (compute, size, embedder) in self.probes
 
 
 def embed_all(gal_crops: np.ndarray, probe_crops: np.ndarray, names: tuple[str, ...],
