@@ -51,6 +51,16 @@ def test_too_small_and_too_few() -> None:
     assert not g.matchable and g.reason is not None
     assert g.reason.startswith("too few usable faces (1 < 2")
     assert gate_track([]).reason == "no faces"
+    # one usable 40 px face and three too-small ones: "too few", never "too small (best 40 px)"
+    g = gate_track([ev(0, size_px=40.0), *(ev(i, size_px=9.0) for i in range(1, 4))])
+    assert g.reason is not None and g.reason.startswith("too few usable faces (1 < 2")
+
+
+def test_unscored_faceness_says_so() -> None:
+    g = gate_track([ev(0, faceness=float("nan")), ev(1, faceness=float("nan"))])
+    assert not g.matchable and g.n_not_face == 0
+    assert g.reason is not None and "faceness not scored on 2 of 2" in g.reason
+    assert gate_track([ev(0, faceness=float("nan")), ev(1, faceness=0.9)]).best_faceness == 0.9
 
 
 def test_face_bars_in_order_and_nan_fails() -> None:
@@ -59,7 +69,8 @@ def test_face_bars_in_order_and_nan_fails() -> None:
     assert v.failed == "not a face" and v.reason == "not a face (faceness 0.2 < 0.5)"
     assert judge_face(ev(0, frontal=0.0)).failed == "bad landmarks"
     assert judge_face(ev(0, det=0.3)).failed == "low detector score"
-    assert judge_face(ev(0, faceness=float("nan"))).failed == "not a face"
+    assert judge_face(ev(0, faceness=float("nan"))).failed == "faceness not scored"
+    assert not judge_face(ev(0, sharp=float("nan"))).usable  # NaN quality terms fail
 
 
 def test_mostly_non_face_track_fails_even_with_two_usable() -> None:

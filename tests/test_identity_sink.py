@@ -134,6 +134,8 @@ def test_a_short_track_needs_a_higher_score(sink, parts) -> None:
     (m,) = _lines(out)
     assert m["gate"]["matchable"] and m["gate"]["n_usable"] == 2
     assert m["gate"]["far_factor"] == pytest.approx(0.1)
+    assert m["gate"]["pair_far"] == pytest.approx(1e-4, rel=1e-3)  # 1e-3 floor x 0.1
+    assert m["gate"]["beyond_calibration"] is False
     strict = THRESHOLDS.for_watchlist(0.01, 3, far_factor=0.1).threshold
     assert m["threshold"] == pytest.approx(strict, abs=1e-4) and strict > THRESHOLDS.far_1e3
     assert m["decision"] == "cy"  # the same photo: it clears even the stricter bar

@@ -72,6 +72,9 @@ class TrackGate:
 def judge_face(face: FaceEvidence, cfg: GateConfig = DEFAULT_GATE) -> FaceVerdict:
     """The per-face bars, in order: faceness, size, sharpness, landmarks, detector score."""
     q = face.quality
+    if math.isnan(face.faceness):  # no verifier ran: say so rather than "not a face"
+        return FaceVerdict(face.face_id, False, "faceness not scored",
+                           "faceness not scored (no face / non-face check ran)")
     checks = (
         ("not a face", face.faceness, cfg.min_faceness, "faceness"),
         ("too small", q.size_px, cfg.min_size_px, "px"),
@@ -114,7 +117,8 @@ def gate_track(faces: Sequence[FaceEvidence], cfg: GateConfig = DEFAULT_GATE) ->
     n = len(verdicts)
     usable = tuple(v.face_id for v in verdicts if v.usable)
     not_face = sum(v.failed == "not a face" for v in verdicts)
-    best_faceness = max((f.faceness for f in faces), default=float("nan"))
+    scored = [f.faceness for f in faces if not math.isnan(f.faceness)]
+    best_faceness = max(scored, default=float("nan"))
     best_size = max((f.quality.size_px for f in faces), default=float("nan"))
     failed: dict[str, int] = {}
     for v in verdicts:
@@ -128,7 +132,7 @@ def gate_track(faces: Sequence[FaceEvidence], cfg: GateConfig = DEFAULT_GATE) ->
                   f"best {best_faceness:.2f})")
     elif len(usable) < cfg.min_usable:
         detail = _count(failed, n)
-        if failed.get("too small", 0) == n - len(usable) and n > len(usable):
+        if not usable and failed.get("too small", 0) == n:
             reason = f"too small (best {best_size:.1f} px < {cfg.min_size_px:g} px)"
         else:
             reason = f"too few usable faces ({len(usable)} < {cfg.min_usable}" + (

@@ -141,7 +141,16 @@ class DecisionRule:
                     return str(side)
         return "hr"
 
+    def choose(self, far_factor: float = 1.0, size_px: float | None = None
+               ) -> WatchlistThreshold | None:
+        """The watchlist threshold for a track (None when the user fixed the threshold)."""
+        if self.fixed is not None:
+            return None
+        return self.thresholds_for(size_px).for_watchlist(self.fpir, self.people,
+                                                          far_factor=far_factor)
+
     def threshold(self, far_factor: float = 1.0, size_px: float | None = None) -> float:
+        """The cosine threshold; a fixed ``match.threshold`` ignores ``far_factor``."""
         if self.fixed is not None:
             return self.fixed
         return self.thresholds_for(size_px).for_watchlist(self.fpir, self.people,

@@ -10,6 +10,7 @@ wrote is read back from disk.
 
 from __future__ import annotations
 
+import logging
 import textwrap
 import time
 from dataclasses import dataclass, replace
@@ -24,7 +25,13 @@ from cctv_sr.config import GateConfig
 from cctv_sr.errors import OutputError
 from cctv_sr.face.draw import MATCH_BGR, NO_MATCH_BGR, panel, side_by_side
 from cctv_sr.identity.gate import FaceEvidence, TrackGate, gate_track
-from cctv_sr.identity.match import DecisionRule, TrackEmbeddings, TrackMatch, match_track
+from cctv_sr.identity.match import (
+    DecisionRule,
+    TrackEmbeddings,
+    TrackMatch,
+    WatchlistThreshold,
+    match_track,
+)
 from cctv_sr.io.lines import CandidateLine, EmbedderRef, GateLine, MatchLine, to_line
 from cctv_sr.io.outdir import OutputWriter
 from cctv_sr.records import (
@@ -36,6 +43,8 @@ from cctv_sr.records import (
     TrackEnd,
     WriterMessage,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,6 +78,7 @@ class IdentityWriter:
         self.top_k = top_k
         self.embedder = embedder
         self.gate = gate or GateConfig()
+        self._warned_clamp = False
         self.counts = MatchCounts()
         self.write_s = 0.0
         self._tracks: dict[tuple[str, int], TrackEmbeddings] = {}
@@ -117,9 +127,17 @@ class IdentityWriter:
             return
         t0 = time.perf_counter()
         gate = gate_track(evidence, self.gate)
+        chosen = None
         if gate.matchable:  # the decision rests on the usable faces, at their evidence's bar
             usable = set(gate.usable_ids)  # the largest of them sets the size's thresholds
             size = max(f.quality.size_px for f in evidence if f.face_id in usable)
+            chosen = self.rule.choose(gate.far_factor, size)
+            if chosen is not None and chosen.beyond_calibration and not self._warned_clamp:
+                self._warned_clamp = True
+                log.warning("a track resting on %d faces needs a per-pair FAR of %.1e, finer "
+                            "than the embedder's calibration: its threshold is the finest "
+                            "calibrated one, so short tracks get no stricter bar than long "
+                            "ones here", gate.n_usable, chosen.pair_far)
             result = match_track(acc.subset(gate.usable_ids), self.gallery.names,
                                  self.gallery.templates, self.rule.thresholds_for(size),
                                  self.top_k, self.rule.threshold(gate.far_factor, size))
@@ -146,7 +164,7 @@ class IdentityWriter:
             reason=result.reason,
             threshold=round(result.threshold, 4),
             margin=result.margin,
-            gate=_gate_line(gate),
+            gate=_gate_line(gate, chosen, fixed=self.rule.fixed is not None),
             candidates=tuple(CandidateLine(c.name, c.score, c.lr, c.sr)
                              for c in result.combined),
             best_crops=tuple(self.writer.crop_ref(s.stream_id, s.track_id, f)
@@ -204,9 +222,11 @@ class IdentityWriter:
             self._file.close()
 
 
-def _gate_line(gate: TrackGate) -> GateLine:
+def _gate_line(gate: TrackGate, chosen: WatchlistThreshold | None, fixed: bool) -> GateLine:
     best = gate.best_faceness
     return GateLine(matchable=gate.matchable, reason=gate.reason, n_faces=gate.n_faces,
                     n_usable=gate.n_usable, n_not_face=gate.n_not_face,
                     best_faceness=round(best, 4) if best == best else None,
-                    far_factor=round(gate.far_factor, 4))
+                    far_factor=1.0 if fixed and gate.matchable else round(gate.far_factor, 4),
+                    pair_far=None if chosen is None else float(f"{chosen.pair_far:.3e}"),
+                    beyond_calibration=bool(chosen is not None and chosen.beyond_calibration))

@@ -133,6 +133,8 @@ class GateLine:
     n_not_face: int  # faces the face / non-face check rejected
     best_faceness: float | None
     far_factor: float  # the per-pair FAR of this track's threshold was multiplied by this
+    pair_far: float | None  # the per-pair FAR its threshold was read at (None: fixed/unused)
+    beyond_calibration: bool  # that FAR is finer than the finest calibrated point: clamped
 
 
 @dataclass(frozen=True)
