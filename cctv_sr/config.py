@@ -257,17 +257,21 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
+def read_toml(path: Path, what: str = "config") -> dict[str, Any]:
+    """A TOML file as a mapping; a missing or invalid file raises ConfigError naming ``what``."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults, then the TOML file (if any), then each ``--set`` override in order."""
     cfg = RunConfig()
     if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        cfg = apply_mapping(cfg, data, "")
+        cfg = apply_mapping(cfg, read_toml(path), "")
     for text in overrides or []:
         cfg = apply_mapping(cfg, parse_override(text), "")
     validate(cfg)

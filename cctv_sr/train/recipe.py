@@ -25,14 +25,14 @@ from typing import Any
 
 from cctv_sr.archs import config_class
 from cctv_sr.archs.srgan import SrganDiscriminatorConfig
-from cctv_sr.config import apply_mapping, parse_override
+from cctv_sr.config import apply_mapping, parse_override, read_toml
 from cctv_sr.data.augment import DegradeConfig
 from cctv_sr.errors import ConfigError
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 __all__ = ["DataConfig", "LossConfig", "OptimConfig", "Recipe", "RunSection", "load_recipe",
            "plain", "recipe_from_mapping", "recipe_to_mapping"]
@@ -236,10 +236,4 @@ def recipe_from_mapping(data: dict[str, Any], overrides: list[str] | None = None
 
 def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe TOML file, then apply ``--set`` style overrides."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: recipe file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return recipe_from_mapping(data, overrides)
+    return recipe_from_mapping(read_toml(path, "recipe"), overrides)
