@@ -18,6 +18,7 @@ from torch import nn
 from cctv_sr.archs import ARCHS, arch_class, build_arch, config_class
 from cctv_sr.archs.ipunet import IpuNet, IpuNetConfig
 from cctv_sr.archs.lrhead import LrHead, LrHeadConfig
+from cctv_sr.archs.lrmfn import LrMfn, LrMfnConfig
 from cctv_sr.archs.lrnet import LrNet, LrNetConfig
 from cctv_sr.archs.profile import count_macs, count_params, time_forward
 from cctv_sr.archs.srgan import (
@@ -27,7 +28,7 @@ from cctv_sr.archs.srgan import (
     SrganGenerator,
 )
 from cctv_sr.archs.vgg import LAYER_INDEX, Vgg19Features, Vgg19FeaturesConfig
-from cctv_sr.errors import ConfigError, ContractError
+from cctv_sr.errors import ConfigError, ContractError, ModelError
 from cctv_sr.models import registry
 
 # registry name -> (class, default input shape at batch 1, output shape at batch 1)
@@ -38,6 +39,7 @@ DEFAULTS: dict[str, tuple[type[nn.Module], tuple[int, ...], tuple[int, ...]]] = 
     "lrnet": (LrNet, (1, 3, 16, 16), (1, 3, 128, 128)),
     "vgg19_features": (Vgg19Features, (1, 3, 128, 128), (1, 512, 4, 4)),
     "lrhead": (LrHead, (1, 3, 16, 16), (1, 128)),
+    "lrmfn": (LrMfn, (1, 3, 16, 16), (1, 128)),
 }
 
 # VGG19's torchvision ``features`` (configuration 64,64,M,128,128,M,256x4,M,512x4,M,512x4,M):
@@ -131,6 +133,30 @@ def test_lrhead_window_and_normalisation() -> None:
     assert emb.shape == (4, 128) and torch.allclose(emb.norm(dim=1), torch.ones(4), atol=1e-5)
     assert torch.allclose(emb, F.normalize(vec, dim=1), atol=1e-6)
     assert LrHeadConfig(in_side=48).final_side == 6
+
+
+def test_lrmfn_starts_as_its_teacher_for_any_window() -> None:
+    """Initialised from a MobileFaceNet state dict, LR-MFN is bicubic + that MobileFaceNet
+    (BGR -> RGB, ImageNet normalisation); a T = 3 window of one crop gives the same vector."""
+    from cctv_sr.embed.mobilefacenet_net import MobileFaceNet
+
+    torch.manual_seed(0)
+    teacher = MobileFaceNet().eval()
+    x = torch.rand(2, 3, 20, 20)
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+    std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+    up = F.interpolate(x, size=(112, 112), mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        want = F.normalize(teacher((up.flip(1) - mean) / std), dim=1)
+        for frames in (1, 3):
+            head = LrMfn(LrMfnConfig(in_frames=frames))
+            head.init_from(teacher.state_dict())
+            got = head.eval()(x.repeat(1, frames, 1, 1))
+            assert torch.allclose(got, want, atol=1e-5), frames
+    with pytest.raises(ModelError, match="not a MobileFaceNet state dict"):
+        LrMfn().init_from({"conv1.0.weight": torch.zeros(64, 3, 3, 3)})
+    with pytest.raises(ConfigError, match="in_side"):
+        LrMfnConfig(in_side=96)
 
 
 def test_training_step_gives_finite_gradients() -> None:

@@ -32,6 +32,7 @@ TINY = {
                "in_side": 16},
     "srgan": {"blocks": 1, "channels": 8},
     "ipunet": {"base_channels": 4, "max_channels": 8, "depth": 3},
+    "lrmfn": {},  # MobileFaceNet's own size (it starts from the shipped weights)
 }
 
 
@@ -72,7 +73,7 @@ def tiny(arch: str, trainset: Path, out: Path, **sections: dict[str, object]) ->
         "arch": {"name": arch, "config": TINY[arch]},
         "data": {"trainset": str(trainset), "val_fraction": 0.3, "val_faces": 10,
                  "val_sides": [12, 16]},
-        "loss": {"identity_weight": 0.1} if arch != "lrhead" else {},
+        "loss": {"identity_weight": 0.1} if arch not in ("lrhead", "lrmfn") else {},
         "optim": {"lr": 1e-3, "warmup_steps": 2},
         "run": {"steps": 6, "batch_size": 4, "val_every": 3, "ckpt_every": 3, "log_every": 1,
                 "ema_decay": 0.9, "out_dir": str(out), "threads": 1, "prefetch": 0},
@@ -163,6 +164,28 @@ def test_lrhead_distillation(trainset: Path, tmp_path: Path, caplog) -> None:
     assert any("teacher embeddings from" in r.getMessage() for r in caplog.records)
 
 
+def test_lrmfn_starts_from_the_teacher(trainset: Path, tmp_path: Path) -> None:
+    """arch.init = "teacher": before any step LR-MFN is bicubic + MobileFaceNet, so its first
+    val cos_teacher equals the bicubic baseline's id_cos; a resumed run does not re-init."""
+    out = tmp_path / "mfn"
+    data = tiny("lrmfn", trainset, out, data={"teacher_cache": str(tmp_path / "teacher")},
+                optim={"lr": 1e-12, "warmup_steps": 0},
+                run={"steps": 1, "val_every": 1, "ckpt_every": 1, "ema_decay": 0.0})
+    data["arch"]["init"] = "teacher"
+    result = train(recipe_from_mapping(data), quiet=True)
+    # lr ~ 0; only the BatchNorm running statistics moved (train mode, one batch of 4)
+    assert abs(result.metrics["cos_teacher"] - result.metrics["id_cos_bicubic"]) < 0.05
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["recipe"]["arch"]["init"] == "teacher" and ckpt["spec"]["scale"] == 1
+    resumed = dict(data, run={**data["run"], "steps": 2})
+    again = train(recipe_from_mapping(resumed), resume=True, quiet=True)
+    assert again.step == 2
+    with pytest.raises(ConfigError, match="only lrmfn"):
+        recipe_from_mapping({"arch": {"name": "lrnet", "init": "teacher"}})
+    with pytest.raises(ConfigError, match="arch.init must be one of"):
+        recipe_from_mapping({"arch": {"name": "lrmfn", "init": "imagenet"}})
+
+
 def test_srgan_adversarial_and_perceptual_warning(trainset: Path, tmp_path: Path,
                                                   caplog) -> None:
     data = tiny("srgan", trainset, tmp_path / "gan",
@@ -182,7 +205,7 @@ def test_srgan_adversarial_and_perceptual_warning(trainset: Path, tmp_path: Path
 
 
 def test_shipped_recipes_load() -> None:
-    for name in ("lrnet", "lrhead", "srgan", "ipunet"):
+    for name in ("lrnet", "lrhead", "lrmfn", "srgan", "ipunet"):
         recipe = load_recipe(REPO / "pipelines" / f"train_{name}.toml", ["run.steps=7"])
         assert recipe.arch == name and recipe.run.steps == 7
         assert recipe_from_mapping(recipe_to_mapping(recipe)) == recipe

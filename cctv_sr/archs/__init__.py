@@ -15,6 +15,7 @@ name               class                                    config
 ``lrnet``          :class:`~.lrnet.LrNet`                   :class:`~.lrnet.LrNetConfig`
 ``vgg19_features`` :class:`~.vgg.Vgg19Features`             ``Vgg19FeaturesConfig``
 ``lrhead``         :class:`~.lrhead.LrHead`                 :class:`~.lrhead.LrHeadConfig`
+``lrmfn``          :class:`~.lrmfn.LrMfn`                   :class:`~.lrmfn.LrMfnConfig`
 =================  =======================================  ==============================
 
 The SR nets and the LR head share one input convention (:mod:`cctv_sr.archs.common`):

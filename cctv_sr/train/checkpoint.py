@@ -55,7 +55,7 @@ def spec_for(arch: str, arch_config: Any) -> ModelSpec:
     if arch == "srgan":
         scale = int(arch_config.scale)
         return ModelSpec(arch, scale, (128 // scale,), frames, "bgr", VALUE_RANGE)
-    if arch == "lrhead":
+    if arch in ("lrhead", "lrmfn"):
         return ModelSpec(arch, 1, (), frames, "bgr", VALUE_RANGE)
     if arch == "lrnet":
         return ModelSpec(arch, 4, (), frames, "bgr", VALUE_RANGE)

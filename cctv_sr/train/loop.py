@@ -176,8 +176,11 @@ def train(recipe: Recipe, *, resume: bool = False, stop_after: int | None = None
 
     # ---- networks: the model and its EMA, the frozen identity net, optional extras
     model = build_arch(recipe.arch, recipe.arch_config).to(device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
     embedder_path = L.resolve_embedder_path(lc.embedder)
+    if recipe.arch_init == "teacher" and ckpt is None:
+        model.init_from(torch.load(embedder_path, map_location="cpu", weights_only=True))  # type: ignore[operator]
+        log.info("%s starts from the identity network's weights %s", recipe.arch, embedder_path)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
     identity = L.FaceIdentity.from_file(embedder_path, device)
     perceptual = None
     if not distill and lc.perceptual_weight > 0:
@@ -194,7 +197,9 @@ def train(recipe: Recipe, *, resume: bool = False, stop_after: int | None = None
         teacher = teacher_embeddings(trainset_path, ts.crops, identity.embed, embedder_path,
                                      cache, device)
         teacher_t = torch.from_numpy(teacher).to(device)
-    baseline = {} if distill else bicubic_baseline(val, identity.embed, device, run.batch_size)
+    # bicubic + the identity net on the val faces: the SR nets' baseline, and the LR heads'
+    # (its id_cos_bicubic is the cos_teacher a head starts to beat)
+    baseline = bicubic_baseline(val, identity.embed, device, run.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr,
                             betas=(recipe.optim.beta1, recipe.optim.beta2),
                             weight_decay=recipe.optim.weight_decay)

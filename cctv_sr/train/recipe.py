@@ -8,7 +8,7 @@ key has a default; unknown keys are errors that suggest the nearest key (the mac
 :mod:`cctv_sr.config`). Example::
 
     recipe = load_recipe(Path("pipelines/train_lrnet.toml"), ["run.steps=100"])
-    recipe.mode                          # "sr" (or "distill" for lrhead)
+    recipe.mode                          # "sr" (or "distill" for lrhead and lrmfn)
     recipe_from_mapping(recipe_to_mapping(recipe)) == recipe   # True
 
 The mapping form (:func:`recipe_to_mapping`) holds only dicts, lists, str, int, float and bool,
@@ -37,7 +37,9 @@ else:  # pragma: no cover
 __all__ = ["DataConfig", "LossConfig", "OptimConfig", "Recipe", "RunSection", "load_recipe",
            "plain", "recipe_from_mapping", "recipe_to_mapping"]
 
-TRAINABLE = ("lrnet", "ipunet", "srgan", "lrhead")
+TRAINABLE = ("lrnet", "ipunet", "srgan", "lrhead", "lrmfn")
+HEADS = ("lrhead", "lrmfn")  # LR identity heads: distilled from embeddings, not SR
+INITS = ("", "teacher")  # arch.init: random, or the identity network's weights (lrmfn)
 PIXEL_LOSSES = ("l1", "charbonnier")
 SCHEDULES = ("cosine", "step", "constant")
 DEVICES = ("cpu", "cuda")
@@ -157,6 +159,7 @@ class Recipe:
 
     arch: str
     arch_config: Any
+    arch_init: str = ""  # [arch] init: "" random | "teacher" (lrmfn: the MobileFaceNet weights)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -165,7 +168,7 @@ class Recipe:
     @property
     def mode(self) -> str:
         """``distill`` for the LR identity head, ``sr`` for the super-resolvers."""
-        return "distill" if self.arch == "lrhead" else "sr"
+        return "distill" if self.arch in HEADS else "sr"
 
     @property
     def frames(self) -> int:
@@ -186,7 +189,8 @@ def plain(value: Any) -> Any:
 
 def recipe_to_mapping(recipe: Recipe) -> dict[str, Any]:
     """The recipe as the TOML layout in plain values."""
-    return {"arch": {"name": recipe.arch, "config": plain(recipe.arch_config)},
+    return {"arch": {"name": recipe.arch, "config": plain(recipe.arch_config),
+                     "init": recipe.arch_init},
             "data": plain(recipe.data), "loss": plain(recipe.loss),
             "optim": plain(recipe.optim), "run": plain(recipe.run)}
 
@@ -217,20 +221,28 @@ def recipe_from_mapping(data: dict[str, Any], overrides: list[str] | None = None
         raise ConfigError(f"arch.name: {name!r} is not trainable here (one of "
                           f"{', '.join(TRAINABLE)})")
     config_table = arch_table.pop("config", {})
+    init = str(arch_table.pop("init", ""))
     if arch_table:
-        raise ConfigError(f"arch: unknown key(s) {sorted(arch_table)} (known: name, config)")
+        raise ConfigError(f"arch: unknown key(s) {sorted(arch_table)} (known: name, config, "
+                          "init)")
+    if init not in INITS:
+        raise ConfigError(f"arch.init must be one of {INITS}, got {init!r}")
+    if init == "teacher" and name != "lrmfn":
+        raise ConfigError(f"arch.init = 'teacher' starts from MobileFaceNet's weights: only "
+                          f"lrmfn has that architecture, not {name}")
     if not isinstance(config_table, dict):
         raise ConfigError("arch.config: expected a table")
     arch_config = apply_mapping(config_class(name)(), config_table, "arch.config")
-    recipe = apply_mapping(Recipe(arch=name, arch_config=arch_config), data, "")
+    recipe = apply_mapping(Recipe(arch=name, arch_config=arch_config, arch_init=init), data,
+                           "")
     frames = recipe.frames
     if recipe.data.in_frames not in (0, frames):
         raise ConfigError(f"data.in_frames = {recipe.data.in_frames} but arch.config.in_frames "
                           f"= {frames}; set one of them (0 = the arch's)")
     if recipe.mode == "distill" and (recipe.loss.perceptual_weight or
                                      recipe.loss.adversarial_weight):
-        raise ConfigError("lrhead is distilled from embeddings: perceptual and adversarial "
-                          "weights must be 0")
+        raise ConfigError(f"{name} is distilled from embeddings: perceptual and "
+                          "adversarial weights must be 0")
     return recipe
 
 
