@@ -1,4 +1,5 @@
-"""Command line: ``cctv-sr run``, ``bench``, ``gallery``, ``eval``, ``models``, ``train``.
+"""Command line: ``cctv-sr run``, ``bench``, ``gallery``, ``eval``, ``models``, ``train``,
+``export``.
 
 Errors the user can fix are one line on stderr (``cctv-sr: error: ...``) and exit code 1;
 Ctrl-C exits 130 after writing what was in flight (0 for a live stream, where Ctrl-C is the
@@ -15,6 +16,7 @@ import sys
 from cctv_sr import EVIDENCE_NOTE, __version__
 from cctv_sr.cli.bench import add_bench_parser, run_bench
 from cctv_sr.cli.eval import add_eval_parser, run_eval
+from cctv_sr.cli.export import add_export_parser, run_export
 from cctv_sr.cli.gallery import add_gallery_parser, run_gallery
 from cctv_sr.cli.models import add_models_parser, run_models
 from cctv_sr.cli.run import add_run_parser, run_run
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_models_parser(sub)
     add_train_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
@@ -60,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_eval(args)
         if args.command == "train":
             return run_train(args)
+        if args.command == "export":
+            return run_export(args)
         return run_models(args)
     except ContractError as exc:
         # A component broke its contract: not something the user can fix with a setting.

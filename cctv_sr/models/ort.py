@@ -13,7 +13,7 @@ import logging
 from importlib import metadata
 from typing import Any
 
-from cctv_sr.errors import BackendUnavailableError
+from cctv_sr.errors import BackendUnavailableError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +64,21 @@ def choose_providers(ort: Any, device: str) -> list[Any]:
         log.warning("device %r requested but this onnxruntime has no CUDAExecutionProvider%s; "
                     "using the CPU", device, extra)
     return ["CPUExecutionProvider"]
+
+
+def create_session(model: str | bytes, *, device: str = "cpu", threads: int = 0,
+                   what: str = "this model") -> Any:
+    """An ``InferenceSession`` of ``model`` (a file path or the serialised model) on the
+    providers :func:`choose_providers` picks for ``device``, with ``threads`` intra-op threads
+    (0: onnxruntime's choice). BackendUnavailableError without onnxruntime, ModelError (one
+    line) when onnxruntime cannot load the model."""
+    ort = import_onnxruntime(what)
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(model, sess_options=options,
+                                    providers=choose_providers(ort, device))
+    except Exception as exc:  # onnxruntime raises its own (pybind) exception types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"{what}: cannot load the ONNX model ({first})") from None

@@ -3,16 +3,19 @@
 ``--sr trained --sr-model runs/lrnet/last.pt`` runs any checkpoint of an SR architecture
 (``srgan``, ``ipunet``, ``lrnet``): the network is rebuilt from the checkpoint's arch name and
 config, its EMA weights are loaded (:func:`cctv_sr.train.checkpoint.load_checkpoint`), and its
-:class:`~cctv_sr.models.spec.ModelSpec` says the window T it was trained on. Crops go in as
-BGR floats in [0, 1], ``(N, T*3, S, S)``; a still is repeated T times (the same frame in every
-slot of the window). The output is clipped to [0, 1], rounded to uint8 and resized to
-``out_size`` when the network's own side (128) differs. Batches of ``sr.batch_size`` under
-:func:`torch.inference_mode` on ``sr.device``.
+:class:`~cctv_sr.models.spec.ModelSpec` says the window T it was trained on. A slim ``.pt`` from
+``cctv-sr export`` loads the same way; an exported ``.onnx`` runs through onnxruntime
+(:mod:`cctv_sr.sr.trained_onnx`: crops resized with bicubic to the file's input side first).
+Crops go in as BGR floats in [0, 1], ``(N, T*3, S, S)``; a still is repeated T times (the same
+frame in every slot of the window). The output is clipped to [0, 1], rounded to uint8 and
+resized to ``out_size`` when the network's own side (128) differs. Batches of
+``sr.batch_size`` under :func:`torch.inference_mode` on ``sr.device``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,8 @@ SR_ARCHS = ("srgan", "ipunet", "lrnet")  # checkpoints of these run here; lrhead
 
 
 class TrainedSR(SuperResolver):
-    """A ``cctv-sr train`` checkpoint of an SR architecture."""
+    """A ``cctv-sr train`` checkpoint (full or slim ``.pt``) or ``.onnx`` export of an SR
+    architecture."""
 
     name = "trained"
     scale = 0  # the networks take any input side and always give their native output side
@@ -39,22 +43,35 @@ class TrainedSR(SuperResolver):
         if model_path is None:
             raise ConfigError("sr.name=trained needs a checkpoint: --sr-model RUN_DIR/last.pt "
                               "(from cctv-sr train)")
-        from cctv_sr.train.checkpoint import load_checkpoint, read_checkpoint
-
         path = Path(model_path)
         if not path.is_file():
             raise ModelError(f"{path}: no such checkpoint")
-        arch = str(read_checkpoint(path).get("arch", ""))
-        if arch not in SR_ARCHS:
-            raise ModelError(f"{path}: a checkpoint of '{arch}', which is not an SR "
-                             f"architecture (SR: {', '.join(SR_ARCHS)})")
-        self.device = torch_device(cfg.device)
-        self.net, self.spec = load_checkpoint(path, device=self.device)
-        self.arch = arch
+        self.net: Callable[[torch.Tensor], torch.Tensor]
+        if path.suffix.lower() == ".onnx":
+            from cctv_sr.sr.trained_onnx import OnnxSRNet
+
+            onnx_net = OnnxSRNet(path, cfg.device)
+            self._check_arch(path, onnx_net.arch, "an ONNX export")
+            self.device = torch.device("cpu")  # onnxruntime takes and gives host arrays
+            self.net, self.spec = onnx_net, onnx_net.spec
+        else:
+            from cctv_sr.train.checkpoint import load_checkpoint, read_checkpoint
+
+            self._check_arch(path, str(read_checkpoint(path).get("arch", "")), "a checkpoint")
+            self.device = torch_device(cfg.device)
+            self.net, self.spec = load_checkpoint(path, device=self.device)
+        self.arch = self.spec.arch
         self.window = max(1, int(self.spec.window or 1))
         self.model_files = (path,)
-        self.name = f"trained:{arch}"
-        log.info("trained SR: %s (%s, window %d) on %s", path, arch, self.window, self.device)
+        self.name = f"trained:{self.arch}"
+        log.info("trained SR: %s (%s, window %d) on %s", path, self.arch, self.window,
+                 self.device)
+
+    @staticmethod
+    def _check_arch(path: Path, arch: str, what: str) -> None:
+        if arch not in SR_ARCHS:
+            raise ModelError(f"{path}: {what} of '{arch}', which is not an SR "
+                             f"architecture (SR: {', '.join(SR_ARCHS)})")
 
     def _run(self, crops: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
