@@ -61,6 +61,10 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     ident.add_argument("--max-probes", type=int, metavar="N",
                        help="score whole identities (a fixed subsample) until N probes; the "
                        "gallery keeps every identity")
+    ident.add_argument("--seed", type=int, default=0, metavar="N",
+                       help="another set of probe degradations (same recipe, other random "
+                            "draws) to measure the spread of the figures; 0 (default) = the "
+                            "benchmark's fixed set")
     ident.add_argument("--burst", type=int, nargs="?", const=5, default=0, metavar="T",
                        help="bursts of T jittered frames per probe (docs/EVAL.md section 2; "
                        "T=5 when given without a value)")
@@ -176,6 +180,7 @@ def _identify(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         open_set=args.open_set,
         size_thresholds=None if args.size_thresholds is None else args.size_thresholds == "on",
+        seed=args.seed,
     )
     result = run_identify(cfg)
     sys.stdout.write(format_report(result) + "\n")

@@ -32,9 +32,12 @@ JITTER_ROT_DEG = 2.0  # max rotation, degrees
 _STILL, _BURST = 0, 1
 
 
-def seed_of(file_name: str) -> int:
-    """A 64-bit seed from a probe's file name (sha256 of its UTF-8 bytes)."""
-    return int.from_bytes(hashlib.sha256(file_name.encode("utf-8")).digest()[:8], "big")
+def seed_of(file_name: str, seed: int = 0) -> int:
+    """A 64-bit seed from a probe's file name (sha256 of its UTF-8 bytes); another ``seed``
+    (``eval identify --seed``) draws another set of degradations of the same probes (seed 0
+    is the benchmark's fixed set, unchanged)."""
+    text = file_name if seed == 0 else f"{int(seed)}/{file_name}"
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
 
 
 def _check(crop: np.ndarray, size: int) -> None:
@@ -99,14 +102,16 @@ def burst(crop: np.ndarray, size: int, seed: int, frames: int = 5) -> np.ndarray
     return out
 
 
-def make_probes(crops: np.ndarray, file_names: list[str], size: int, frames: int = 0
-                ) -> np.ndarray:
+def make_probes(crops: np.ndarray, file_names: list[str], size: int, frames: int = 0,
+                seed: int = 0) -> np.ndarray:
     """Probes for a batch: (N, size, size, 3) stills when ``frames`` is 0, else
-    (N, frames, size, size, 3) bursts."""
+    (N, frames, size, size, 3) bursts; ``seed`` picks the set of degradations
+    (:func:`seed_of`)."""
     if len(crops) != len(file_names):
         raise ConfigError(f"make_probes: {len(crops)} crops but {len(file_names)} names")
     if len(crops) == 0:
         return np.zeros((0, frames, size, size, 3) if frames else (0, size, size, 3), np.uint8)
     if frames:
-        return np.stack([burst(c, size, seed_of(n), frames) for c, n in zip(crops, file_names)])
-    return np.stack([degrade(c, size, seed_of(n)) for c, n in zip(crops, file_names)])
+        return np.stack([burst(c, size, seed_of(n, seed), frames)
+                         for c, n in zip(crops, file_names)])
+    return np.stack([degrade(c, size, seed_of(n, seed)) for c, n in zip(crops, file_names)])

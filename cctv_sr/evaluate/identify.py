@@ -91,6 +91,7 @@ class IdentifyConfig:
     quiet: bool = False
     open_set: bool = False
     size_thresholds: bool | None = None  # None: as cctv-sr run's default (match.size_thresholds)
+    seed: int = 0  # the set of probe degradations; 0 = the benchmark's fixed set
 
 
 def check_config(cfg: IdentifyConfig) -> IdentifyConfig:
@@ -119,13 +120,15 @@ def check_config(cfg: IdentifyConfig) -> IdentifyConfig:
         raise ConfigError(f"--burst must be >= 0 frames, got {cfg.burst}")
     if cfg.workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {cfg.workers}")
+    if cfg.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {cfg.seed}")
     if cfg.max_probes is not None and cfg.max_probes < 0:
         raise ConfigError(f"--max-probes must be >= 0, got {cfg.max_probes}")
     return IdentifyConfig(
         data=Path(cfg.data), methods=methods, sizes=tuple(sizes), embedders=tuple(embedders),
         max_probes=cfg.max_probes, burst=int(cfg.burst), workers=int(cfg.workers),
         detector=cfg.detector, cache_dir=cfg.cache_dir, use_cache=cfg.use_cache, quiet=cfg.quiet,
-        open_set=bool(cfg.open_set), size_thresholds=cfg.size_thresholds,
+        open_set=bool(cfg.open_set), size_thresholds=cfg.size_thresholds, seed=int(cfg.seed),
     )
 
 
@@ -177,6 +180,7 @@ class IdentifyResult:
     workers: int = 1
     open_set: OpenSetResult | None = None
     method_spaces: dict[str, str] = field(default_factory=dict)
+    seed: int = 0  # the set of probe degradations (0: the benchmark's fixed set)
 
     def applicable(self, method: str, embedder: str) -> bool:
         """Whether ``method`` is scored under ``embedder`` (an embedding method: its space)."""
@@ -213,6 +217,7 @@ class IdentifyResult:
             "embedders": self.embedder_versions,
             "workers": self.workers,
             "method_spaces": self.method_spaces,
+            "seed": self.seed,
         }
         if self.open_set is not None:
             out.update(self.open_set.to_json())
@@ -281,7 +286,7 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
 
     workers = min(workers, max(1, math.ceil(len(probes) / 4)))
     plan = EmbedPlan(sizes=cfg.sizes, burst=cfg.burst, computes=computes,
-                     embedders=cfg.embedders)
+                     embedders=cfg.embedders, seed=cfg.seed)
     emb = embed_all(gal_crops, probe_crops, names, plan, workers=workers, threads=threads,
                     quiet=cfg.quiet)
 
@@ -313,7 +318,7 @@ def run_identify(cfg: IdentifyConfig) -> IdentifyResult:
     return IdentifyResult(
         rows=tuple(rows), identities=len(gallery), probes=len(probes),
         seconds=time.perf_counter() - t0, detector=detector.name,
-        no_face=len(aligned.no_face_files), burst=cfg.burst,
+        no_face=len(aligned.no_face_files), burst=cfg.burst, seed=cfg.seed,
         probe_identities=len({img.identity for img, _ in probes}),
         total_probes=ds.total_probes, sizes=cfg.sizes, methods=cfg.methods,
         embedders=cfg.embedders, dropped_identities=aligned.dropped_identities,

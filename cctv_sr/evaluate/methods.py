@@ -10,16 +10,17 @@ A method declares ``frames``, the LR frames it reads per probe:
 Every method also gets the undegraded 128 crops (``gt``); only ``hr`` (the upper bound) may look.
 Names: ``hr``, every SR backend of the project (:data:`cctv_sr.sr.SR_BACKENDS`: ``bicubic``,
 ``espcn``, ``fsrcnn``, ``lapsrn``, ``lapsrn_x8``, ...), ``trained=CKPT`` (a ``cctv-sr train``
-checkpoint of an SR architecture, run by :mod:`cctv_sr.sr.trained`) and ``default``, the SR
-that ``cctv-sr run`` uses by default (``SRConfig().name``)::
+checkpoint of an SR architecture, its slim ``.pt`` or ``.onnx`` from ``cctv-sr export``, run
+by :mod:`cctv_sr.sr.trained`) and ``default``, the SR that ``cctv-sr run`` uses by default
+(``SRConfig().name``)::
 
     m = create_method("lapsrn")
     out = m.restore(probes, gt)       # (N, 128, 128, 3) uint8 BGR
 
 An :class:`EmbeddingMethod` skips the image: ``embed_probes`` maps the LR probes straight to unit
 vectors in the space of one embedder (``space``), so it is scored only under that embedder.
-``lrhead=CKPT`` is one: a ``cctv-sr train`` checkpoint of the LR identity head
-(:mod:`cctv_sr.archs.lrhead`), distilled from MobileFaceNet::
+``lrhead=CKPT`` is one: a ``cctv-sr train`` checkpoint (or its slim ``.pt``) of an LR identity
+head (:mod:`cctv_sr.archs.lrhead` or :mod:`cctv_sr.archs.lrmfn`), distilled from MobileFaceNet::
 
     m = create_method("lrhead=runs/lrhead/last.pt")
     emb = m.embed_probes(select_frames(m, probes))   # (N, 128) float32, unit length
@@ -111,12 +112,14 @@ class EmbeddingMethod(abc.ABC):
 Method = EvalMethod | EmbeddingMethod
 
 TRAINED = "trained"  # trained=CKPT: a checkpoint file of an SR architecture
-LRHEAD = "lrhead"  # lrhead=CKPT: a checkpoint file of the LR identity head
+LRHEAD = "lrhead"  # lrhead=CKPT: a checkpoint file of an LR identity head
+HEADS = ("lrhead", "lrmfn")  # the archs an lrhead=CKPT checkpoint may hold
 TEACHER = "mobilefacenet"  # the embedder cctv_sr.train distils the LR head from
 
 
 class LrHeadMethod(EmbeddingMethod):
-    """A ``cctv-sr train`` checkpoint of ``lrhead``: LR probe -> MobileFaceNet's space.
+    """A ``cctv-sr train`` checkpoint of an LR identity head (``lrhead`` or ``lrmfn``): LR
+    probe -> MobileFaceNet's space.
 
     The EMA weights run on the CPU in batches of ``batch_size`` under ``inference_mode``; the
     input is the training layout (:func:`cctv_sr.train.sampler.to_input`). With a window
@@ -129,10 +132,11 @@ class LrHeadMethod(EmbeddingMethod):
             raise ModelError(f"{path}: no such checkpoint")
         ckpt = read_checkpoint(path)
         arch = str(ckpt.get("arch", ""))
-        if arch != LRHEAD:
-            raise ModelError(f"--methods {name}: {path} is a checkpoint of '{arch}', not of "
-                             f"'{LRHEAD}' (the LR identity head); an SR checkpoint is "
+        if arch not in HEADS:
+            raise ModelError(f"--methods {name}: {path} is a checkpoint of '{arch}', not of an "
+                             f"LR identity head ({', '.join(HEADS)}); an SR checkpoint is "
                              f"trained=CKPT")
+        self.arch = arch
         custom = str(dict(ckpt.get("recipe", {}).get("loss", {})).get("embedder", ""))
         if custom:
             log.warning("%s was distilled from MobileFaceNet weights %s; it is scored against "
@@ -180,7 +184,8 @@ class LrHeadMethod(EmbeddingMethod):
         return np.concatenate(parts)
 
     def describe(self, size: int) -> str:
-        return f"lrhead_{size}_to_{self.space}_space (window {self.window}, step {self.step})"
+        return (f"{self.arch}_{size}_to_{self.space}_space (window {self.window}, step "
+                f"{self.step})")
 
 
 def method_names() -> list[str]:

@@ -96,6 +96,7 @@ class EmbedPlan:
     burst: int
     computes: tuple[str, ...]
     embedders: tuple[str, ...]
+    seed: int = 0  # the set of degradations (cctv_sr.data.degrade.seed_of)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class _ProbeTask:
     burst: int
     methods: tuple[str, ...]  # one per distinct computation
     embedders: tuple[str, ...]
+    seed: int = 0
 
 
 def _embed_gallery(crops: np.ndarray, embedders: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -123,7 +125,7 @@ def _embed_probes(task: _ProbeTask) -> dict[EmbKey, np.ndarray]:
             for e in task.embedders:
                 out[(m.name, 0, e)] = cached_embedder(e).embed(restored)
     for size in task.sizes:
-        probes = make_probes(task.crops, list(task.file_names), size, task.burst)
+        probes = make_probes(task.crops, list(task.file_names), size, task.burst, task.seed)
         for m in methods:
             if isinstance(m, EmbeddingMethod):
                 if m.space in task.embedders:
@@ -261,7 +263,7 @@ def _embed_chunks(runner: _Runner, gal_crops: np.ndarray, probe_crops: np.ndarra
 
     fns: list[tuple[Any, ...]] = [(gal_crops[sl], plan.embedders) for sl in gal_slices]
     fns += [(_ProbeTask(probe_crops[sl], names[sl], plan.sizes, plan.burst, plan.computes,
-                        plan.embedders),) for sl in probe_slices]
+                        plan.embedders, plan.seed),) for sl in probe_slices]
     gal_parts: list[dict[str, np.ndarray]] = []
     probe_parts: list[dict[EmbKey, np.ndarray]] = []
 
