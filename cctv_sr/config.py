@@ -85,6 +85,18 @@ class EmbedderConfig:
 
 
 @dataclass(frozen=True)
+class HeadConfig:
+    """The LR identity head (:mod:`cctv_sr.embed.lrhead`): a network distilled from the gallery
+    embedder that maps each LR crop straight into that embedder's space, a third score per
+    track beside LR and SR (used only with a gallery; :mod:`cctv_sr.identity.match`)."""
+
+    name: str = "none"  # none (off) | checkpoint (a `cctv-sr train` file in model_path)
+    model_path: str = ""  # the checkpoint file (name=checkpoint needs one); empty = the manifest's
+    batch_size: int = 64
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
 class MatchConfig:
     gallery: str = ""  # gallery.db from `cctv-sr gallery build`; empty = no identity matching
     threshold: float = 0.0  # 0 = from fpir and the gallery's size (the embedder's calibration)
@@ -172,6 +184,7 @@ class RunConfig:
     align: AlignConfig = field(default_factory=AlignConfig)
     sr: SRConfig = field(default_factory=SRConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
     match: MatchConfig = field(default_factory=MatchConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -313,6 +326,9 @@ def validate(cfg: RunConfig) -> None:
         (cfg.output.image_format in ("png", "jpg"), "output.image_format must be png or jpg"),
         (cfg.sr.batch_size >= 1, "sr.batch_size must be >= 1"),
         (cfg.embedder.batch_size >= 1, "embedder.batch_size must be >= 1"),
+        (cfg.head.batch_size >= 1, "head.batch_size must be >= 1"),
+        (cfg.head.name != "none" or not cfg.head.model_path,
+         "head.model_path is set but head.name is 'none' (off); set head.name=checkpoint"),
         (-1.0 <= cfg.match.threshold <= 1.0, "match.threshold must be a cosine in [-1, 1]"),
         (cfg.match.top_k >= 1, "match.top_k must be >= 1"),
         (0.0 < cfg.match.fpir < 1.0, "match.fpir must be in (0, 1)"),

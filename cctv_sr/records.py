@@ -247,6 +247,7 @@ class StageTimes:
     align_s: float = 0.0
     sr_s: float = 0.0
     embed_s: float = 0.0
+    head_s: float = 0.0  # the LR identity head (not part of embed_s)
     write_s: float = 0.0
     wall_s: float = 0.0
 
@@ -318,12 +319,15 @@ class UntrackedRows:
 
 @dataclass(frozen=True, eq=False)
 class FaceVectors:
-    """One face's identity vectors: from its LR crop and from its SR crop (L2-normalised), and
-    the face / non-face score of its LR crop (:mod:`cctv_sr.face.faceness`; NaN: not scored)."""
+    """One face's identity vectors: from its LR crop and from its SR crop (L2-normalised), the
+    face / non-face score of its LR crop (:mod:`cctv_sr.face.faceness`; NaN: not scored), and
+    the LR identity head's vector of its LR crop, in the embedder's space (None: no head ran;
+    :mod:`cctv_sr.embed.lrhead`)."""
 
     lr: np.ndarray
     sr: np.ndarray
     faceness: float = float("nan")
+    head: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

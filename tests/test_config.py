@@ -65,3 +65,21 @@ def test_bad_files(tmp_path: Path) -> None:
     table.write_text("detector = 3\n")
     with pytest.raises(ConfigError, match="expected a table"):
         load_config(table)
+
+
+def test_head_section(tmp_path: Path) -> None:
+    assert RunConfig().head.name == "none"  # off unless asked for
+    path = tmp_path / "head.toml"
+    path.write_text('[head]\nname = "checkpoint"\nmodel_path = "runs/lrhead/last.pt"\n'
+                    'batch_size = 16\ndevice = "cuda"\n')
+    head = load_config(path).head
+    assert (head.name, head.model_path, head.batch_size, head.device) == (
+        "checkpoint", "runs/lrhead/last.pt", 16, "cuda")
+    assert load_config(None, ["head.batch_size=8"]).head.batch_size == 8
+    path.write_text('[head]\nname = "checkpoint"\nmodle_path = "x.pt"\n')
+    with pytest.raises(ConfigError, match="head: unknown key 'modle_path'.*did you mean"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="head.batch_size must be >= 1"):
+        load_config(None, ["head.batch_size=0"])
+    with pytest.raises(ConfigError, match="head.name is 'none'"):
+        load_config(None, ["head.model_path=x.pt"])

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from heads import train_tiny
 from videos import encode_clip
 
 from cctv_sr.cli import main
@@ -39,11 +40,9 @@ def embedder_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory, group_photo, embedder_name, request):
-    tmp = tmp_path_factory.mktemp("identity")
-    mp = pytest.MonkeyPatch()
-    request.addfinalizer(mp.undo)
+def _gallery_and_clip(tmp: Path, group_photo: np.ndarray, embedder_name: str
+                      ) -> tuple[Path, Path, list]:
+    """The gallery of the ENROLLED people and a clip of the WALKERS, with its ground truth."""
     heads = head_patches(group_photo, margin=2.2)
     gallery_dir = tmp / "people"
     for i in ENROLLED:
@@ -63,7 +62,13 @@ def setup(tmp_path_factory, group_photo, embedder_name, request):
     for frame, t in render_clip(walkers, W, H, N, seed=7):
         frames.append(frame)
         truth.append(t)
-    clip = encode_clip(tmp / "clip.mp4", frames, FPS, "libx264")
+    return db, encode_clip(tmp / "clip.mp4", frames, FPS, "libx264"), truth
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, group_photo, embedder_name):
+    tmp = tmp_path_factory.mktemp("identity")
+    db, clip, truth = _gallery_and_clip(tmp, group_photo, embedder_name)
     out = tmp / "out"
     assert main(["run", str(clip), "--out", str(out), "--quiet", "--gallery", str(db)]) == 0
     return out, truth, WALKERS
@@ -152,3 +157,32 @@ def test_match_records_and_side_by_side(setup) -> None:
             assert r > g + 40, "a non-match must show a red NO MATCH banner"
         if m["decision"] is not None:
             assert m["decision"] == m["candidates"][0]["name"]
+
+
+def test_an_lr_head_scores_every_track(tmp_path, group_photo) -> None:
+    """`--set head.name=checkpoint --set head.model_path=CKPT`: every track gets a head score
+    per candidate, the combined score averages head and SR, and run.json names the head. (The
+    tiny head here is trained on noise: the decisions themselves are not checked.)"""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CCTV_SR_CACHE", str(tmp_path / "cache"))
+    try:
+        ckpt = train_tiny("lrhead", tmp_path / "head")
+    finally:
+        mp.undo()
+    db, clip, _ = _gallery_and_clip(tmp_path, group_photo, "mobilefacenet")
+    out = tmp_path / "out"
+    assert main(["run", str(clip), "--out", str(out), "--quiet", "--gallery", str(db),
+                 "--set", "head.name=checkpoint", "--set", f"head.model_path={ckpt}"]) == 0
+    matches = read(out / "matches.jsonl")
+    assert len(matches) >= 4
+    for m in matches:
+        assert m["head"]["name"] == "checkpoint:lrhead" and "decision_head_only" in m
+        for c in m["candidates"]:
+            assert c["score_head"] is not None and c["score_lr"] is not None
+            assert c["score"] == pytest.approx((c["score_head"] + c["score_sr"]) / 2, abs=2e-3)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["models"]["head"]["files"][0]["path"] == str(ckpt)
+    assert meta["settings"]["head"]["name"] == "checkpoint"
+    assert meta["counts"]["head_faces"] == meta["counts"]["embedded_faces"] > 0
+    assert meta["timing"]["head_s"] > 0
+    assert {"head_only_would_match", "head_lr_disagree"} <= set(meta["matching"])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cctv_sr.errors import ConfigError
+from cctv_sr.errors import ConfigError, ContractError
 from cctv_sr.identity.match import Thresholds, TrackEmbeddings, aggregate, match_track
 
 NAMES = ["alice", "bob", "carol"]
@@ -170,3 +170,61 @@ def test_shipped_manifest_size_thresholds() -> None:
     assert sorted(sizes) == [16, 24, 32]
     assert all(len(t.points()) == 4 for t in sizes.values())
     assert calibrated_size_thresholds("dlib") == ()  # HR only: every size uses the HR points
+
+
+# ------------------------------------------------------------------------- with an LR head
+
+
+def test_the_head_is_the_lr_channel() -> None:
+    """The embedder's LR crop misses bob (0.3, below the 0.5 LR bar) and the head finds him
+    (0.6): with the head, combined = (head + sr) / 2 = 0.8 >= 0.7 and the head clears the bar,
+    so bob is named; without the head the same LR and SR vectors name no one (0.65)."""
+    lr, sr, head = unit(0, 0.3, 0, np.sqrt(1 - 0.09)), unit(0, 1, 0, 0), unit(0, 0.6, 0, 0.8)
+    acc = TrackEmbeddings()
+    acc.add("f1", 0.8, lr, sr, head)
+    m = match_track(acc, NAMES, GALLERY, TH)
+    assert m is not None and m.decision == "bob" and m.reason is None
+    top = m.combined[0]
+    assert top.name == "bob" and top.score == pytest.approx(0.8, abs=1e-3)
+    assert (top.lr, top.sr, top.head) == pytest.approx((0.3, 1.0, 0.6), abs=1e-3)
+    assert m.decision_lr is None and m.decision_sr == "bob" and m.decision_head is None  # 0.6
+    assert [c.name for c in m.head][:1] == ["bob"] and m.head[0].head is None
+    plain = TrackEmbeddings()
+    plain.add("f1", 0.8, lr, sr)
+    p = match_track(plain, NAMES, GALLERY, TH)
+    assert p is not None and p.decision is None and p.reason == "best 0.650 < 0.700"
+    assert p.head == () and p.decision_head is None and p.combined[0].head is None
+
+
+def test_the_head_bar_replaces_the_embedder_lr_bar() -> None:
+    """The embedder's LR crop is bob (0.9), the head only faintly (0.4, below the 0.5 bar):
+    combined (0.4 + 1.0) / 2 = 0.7 reaches the threshold, but the head misses its bar, so no
+    one is named, although the embedder's LR alone would name bob."""
+    acc = TrackEmbeddings()
+    acc.add("f1", 0.8, unit(0, 0.9, 0, np.sqrt(1 - 0.81)), unit(0, 1, 0, 0),
+            unit(0, 0.4, 0, np.sqrt(1 - 0.16)))
+    m = match_track(acc, NAMES, GALLERY, TH)
+    assert m is not None and m.combined[0].score == pytest.approx(0.7, abs=1e-3)
+    assert m.decision is None and m.reason == "head score 0.400 < 0.500"
+    assert m.decision_lr == "bob" and m.decision_head is None
+    strong = TrackEmbeddings()
+    strong.add("f1", 0.8, unit(0, 0, 1, 0), unit(0, 0.8, 0, 0.6), unit(0, 0.9, 0, np.sqrt(0.19)))
+    s = match_track(strong, NAMES, GALLERY, TH)
+    assert s is not None and s.decision == "bob" and s.decision_head == "bob"  # head 0.9
+    assert s.decision_lr == "carol"  # the embedder's LR crop names someone else entirely
+
+
+def test_head_vectors_are_all_or_none_and_kept_by_subset() -> None:
+    acc = TrackEmbeddings()
+    acc.add("f1", 0.9, unit(1, 0, 0, 0), unit(1, 0, 0, 0), unit(0, 1, 0, 0))
+    acc.add("f2", 0.9, unit(1, 0, 0, 0), unit(1, 0, 0, 0), unit(0, 0, 1, 0))
+    sub = acc.subset({"f2"})
+    assert len(sub.head) == 1 and np.array_equal(sub.head[0], unit(0, 0, 1, 0))
+    assert acc.subset({"f1"}).subset({"f1"}).head[0][1] == pytest.approx(1.0)
+    with pytest.raises(ContractError, match="no head vector"):
+        acc.add("f3", 0.9, unit(1, 0, 0, 0), unit(1, 0, 0, 0))
+    plain = TrackEmbeddings()
+    plain.add("f1", 0.9, unit(1, 0, 0, 0), unit(1, 0, 0, 0))
+    assert plain.subset({"f1"}).head == []
+    with pytest.raises(ContractError, match="a head vector"):
+        plain.add("f2", 0.9, unit(1, 0, 0, 0), unit(1, 0, 0, 0), unit(1, 0, 0, 0))

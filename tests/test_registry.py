@@ -19,7 +19,7 @@ from cctv_sr.models.manifest import get_manifest, load_manifests, parse_manifest
 from cctv_sr.models.spec import SPEC_KEYS, ModelSpec
 from cctv_sr.sr import SR_BACKENDS, create_super_resolver
 
-TASK_OF_KIND = {"detector": "detect", "sr": "sr", "embedder": "embed"}
+TASK_OF_KIND = {"detector": "detect", "sr": "sr", "embedder": "embed", "head": "embed"}
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +36,7 @@ def test_family_tables_are_views_of_the_one_table() -> None:
     assert dict(DETECTORS) == {b.name: b.target for b in registry.entries("detector")}
     assert dict(SR_BACKENDS) == {b.name: b.target for b in registry.entries("sr")}
     assert dict(EMBEDDERS) == {b.name: b.target for b in registry.entries("embedder")}
-    assert set(registry.KINDS) == {"detector", "sr", "embedder", "arch"}
+    assert set(registry.KINDS) == {"detector", "sr", "embedder", "head", "arch"}
 
 
 @pytest.mark.parametrize("entry", registry.BACKENDS, ids=lambda b: f"{b.kind}:{b.name}")

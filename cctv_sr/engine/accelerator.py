@@ -4,7 +4,8 @@
 waiting request has waited ``max_wait_s`` (a deadline counted from that request's arrival, so
 a steady trickle of requests cannot hold a batch back). :class:`Accelerator` runs one batch:
 SR for every face that needs it (grouped by LR side), then LR and SR embeddings when identity
-matching is on, and turns each request into its result message. Results are built from their
+matching is on (and the LR identity head's vector of each LR crop when a head is given), and
+turns each request into its result message. Results are built from their
 own request, one by one, never by zipping lists that could shift; a backend that returns the
 wrong number of rows raises :class:`~cctv_sr.errors.ContractError`.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,14 +34,19 @@ from cctv_sr.records import (
 )
 from cctv_sr.sr.base import SuperResolver
 
+if TYPE_CHECKING:  # a head is built through the registry only when one is chosen
+    from cctv_sr.embed.lrhead import LrHeadEmbedder
+
 
 @dataclass
 class AcceleratorStats:
     sr_faces: int = 0
     sr_batches: int = 0
     embedded_faces: int = 0
+    head_faces: int = 0  # faces the LR identity head embedded
     sr_s: float = 0.0
-    embed_s: float = 0.0
+    embed_s: float = 0.0  # embedder and faceness (the head's time is head_s)
+    head_s: float = 0.0
 
 
 class Batcher:
@@ -98,6 +105,7 @@ class Accelerator:
     out_size: int
     embedder: FaceEmbedder | None = None
     faceness: Faceness | None = None  # scores each embedded face's LR crop for the gate
+    head: LrHeadEmbedder | None = None  # embeds each embedded face's LR crop (a third score)
     stats: AcceleratorStats = field(default_factory=AcceleratorStats)
 
     def run(self, batch: list[AnalysisMessage]) -> list[WriterMessage]:
@@ -106,9 +114,10 @@ class Accelerator:
         t0 = time.perf_counter()
         enhanced = self.enhance([r.face for r in requests])
         t1 = time.perf_counter()
+        head_s = self.stats.head_s
         vectors = self.embed(enhanced)
         self.stats.sr_s += t1 - t0
-        self.stats.embed_s += time.perf_counter() - t1
+        self.stats.embed_s += time.perf_counter() - t1 - (self.stats.head_s - head_s)
         done: dict[int, tuple[EnhancedFace, FaceVectors | None]] = {}
         for i, request in enumerate(requests):
             done[id(request)] = (enhanced[i], vectors[i] if vectors is not None else None)
@@ -156,20 +165,28 @@ class Accelerator:
         return out
 
     def embed(self, enhanced: list[EnhancedFace]) -> list[FaceVectors] | None:
-        """Identity vectors from each face's LR crop and its SR crop; None without embedder."""
+        """Identity vectors from each face's LR crop and its SR crop (and the head's from the
+        LR crop); None without embedder."""
         if self.embedder is None:
             return None
         if not enhanced:
             return []
         lr: list[np.ndarray | None] = [None] * len(enhanced)
+        head: list[np.ndarray | None] = [None] * len(enhanced)
         by_side: dict[int, list[int]] = {}
         for i, e in enumerate(enhanced):
             by_side.setdefault(e.face.crop.shape[0], []).append(i)
         for idx in by_side.values():
-            vecs = self._checked(self.embedder.embed(np.stack([enhanced[i].face.crop
-                                                               for i in idx])), len(idx))
+            crops = np.stack([enhanced[i].face.crop for i in idx])
+            vecs = self._checked(self.embedder.embed(crops), len(idx))
             for i, v in zip(idx, vecs, strict=True):
                 lr[i] = v
+            if self.head is not None:
+                t0 = time.perf_counter()
+                for i, v in zip(idx, self._head(crops), strict=True):
+                    head[i] = v
+                self.stats.head_s += time.perf_counter() - t0
+                self.stats.head_faces += len(idx)
         sr = self._checked(self.embedder.embed(np.stack([e.sr for e in enhanced])),
                            len(enhanced))
         if self.faceness is not None:
@@ -180,8 +197,18 @@ class Accelerator:
         else:
             faceness = np.full(len(enhanced), np.nan, np.float32)
         self.stats.embedded_faces += len(enhanced)
-        return [FaceVectors(a, b, float(f))
-                for a, b, f in zip(lr, sr, faceness, strict=True) if a is not None]
+        return [FaceVectors(a, b, float(f), h)
+                for a, b, f, h in zip(lr, sr, faceness, head, strict=True) if a is not None]
+
+    def _head(self, crops: np.ndarray) -> np.ndarray:
+        if self.head is None:  # only called with a head; this guards a future edit
+            raise ContractError("no LR identity head")
+        vectors = self.head.embed(crops)
+        want = (len(crops), self.head.dim)
+        if np.shape(vectors) != want:
+            raise ContractError(f"LR head {self.head.name!r} returned shape {np.shape(vectors)} "
+                                f"for {len(crops)} crops of {crops.shape[1]} px; expected {want}")
+        return vectors
 
     def _checked(self, vectors: np.ndarray, n: int) -> np.ndarray:
         if self.embedder is None or np.ndim(vectors) != 2 or len(vectors) != n:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cctv_sr.channel import POLL_S, Channel, End, Failure
 from cctv_sr.config import RunConfig
@@ -41,6 +41,9 @@ from cctv_sr.records import (
     WriterMessage,
 )
 from cctv_sr.sr.base import SuperResolver
+
+if TYPE_CHECKING:
+    from cctv_sr.embed.lrhead import LrHeadEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ class Pipeline:
     def __init__(self, cfg: RunConfig, detector: FaceDetector, sr: SuperResolver,
                  sinks: Iterable[FaceSink], fps_hint: float = 25.0, queue_size: int = 64,
                  embedder: FaceEmbedder | None = None,
-                 faceness: Faceness | None = None) -> None:
+                 faceness: Faceness | None = None, head: LrHeadEmbedder | None = None) -> None:
         self.cfg = cfg
         self.sinks = list(sinks)
         self.stats = PipelineStats()
@@ -86,7 +89,7 @@ class Pipeline:
         self._source_stop: Callable[[], None] | None = None
         self._analyzer = Analyzer(cfg, detector, self._to_accel.put, fps_hint,
                                   embed=embedder is not None)
-        self._accelerator = Accelerator(sr, cfg.align.out_size, embedder, faceness)
+        self._accelerator = Accelerator(sr, cfg.align.out_size, embedder, faceness, head)
         self.stats.analysis = self._analyzer.stats
         self.stats.accelerator = self._accelerator.stats
 
@@ -210,7 +213,7 @@ class Pipeline:
             times = self.stats.times
             a, acc = self._analyzer.stats, self._accelerator.stats
             times.detect_s, times.track_s, times.align_s = a.detect_s, a.track_s, a.align_s
-            times.sr_s, times.embed_s = acc.sr_s, acc.embed_s
+            times.sr_s, times.embed_s, times.head_s = acc.sr_s, acc.embed_s, acc.head_s
             times.write_s = sum(sink.write_s for sink in self.sinks)
             times.wall_s = time.perf_counter() - t0
             if on_tick is not None:

@@ -80,10 +80,11 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
     except BaseException:
         source.stop()
         raise
-    embedder, faceness, identity = None, None, None
+    embedder, faceness, head, identity = None, None, None, None
     sinks: list[FaceSink] = [writer]
     if identity_setup is not None:
         embedder, faceness = identity_setup.embedder, identity_setup.faceness
+        head = identity_setup.head
         identity = identity_setup.writer_for(writer)
         sinks.append(identity)
     hasher = None if live else _Hasher(Path(footage))
@@ -93,12 +94,14 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
     if embedder is not None:
         models["embedder"] = ModelRecord.of(embedder)
         models["faceness"] = ModelRecord.of(faceness)
+    if head is not None:
+        models["head"] = ModelRecord.of(head)
     record = RunRecord(input=InputRecord.of(info), settings=cfg, models=models,
                        gallery=None if identity_setup is None else identity_setup.describe())
     writer.write_run_json(record.to_json())
     pipeline = Pipeline(cfg, detector, sr, sinks, fps_hint=info.fps or 25.0,
                         queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
-                        faceness=faceness)
+                        faceness=faceness, head=head)
     progress = RunProgress(source, info, cfg.source.stride, cfg.source.max_fps, disable=quiet)
     status, error = "complete", None
     stats: PipelineStats = pipeline.stats
@@ -138,7 +141,8 @@ def _finish(record: RunRecord, stats: PipelineStats, s: SourceStats, writer: Out
     record.counts = RunCounts(
         frames_decoded=s.decoded, frames_analysed=a.frames, frames_skipped=s.skipped,
         frames_dropped_live=s.dropped_live, decode_errors=s.decode_errors, detections=a.faces,
-        sr_faces=stats.sr_faces, embedded_faces=stats.embedded_faces, faces=w.faces,
+        sr_faces=stats.sr_faces, embedded_faces=stats.embedded_faces,
+        head_faces=stats.accelerator.head_faces, faces=w.faces,
         faces_untracked=w.faces_untracked, tracks=w.tracks, crops_written=w.crops_written,
         crops_removed=w.crops_removed)
     record.timing = RunTiming(**{**asdict(stats.times), "wall_s": wall_s},

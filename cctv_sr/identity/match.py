@@ -6,10 +6,16 @@ template (cosine): LR only, SR only, and combined (the mean of the two scores). 
 made on the combined score, and it also needs the LR score to clear the looser threshold: an
 enhanced crop can add a face that is not there, so a match never rests on the SR crop alone.
 
+With an LR identity head (:mod:`cctv_sr.embed.lrhead`: every face of the track also carries
+the head's vector of its LR crop, in the embedder's space) there is a third score, head only,
+and the head is the track's LR channel: combined is the mean of the head and SR scores, and
+the head score (not the embedder's LR score) must clear the looser threshold. The embedder's
+LR-only decision is still reported beside the head-only one.
+
 Example::
 
     acc = TrackEmbeddings()
-    acc.add(face_id, quality, lr_vec, sr_vec)
+    acc.add(face_id, quality, lr_vec, sr_vec)       # head_vec as a fifth argument with a head
     result = match_track(acc, names, templates, Thresholds(0.35, 0.45), top_k=3)
 """
 
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cctv_sr.errors import ConfigError
+from cctv_sr.errors import ConfigError, ContractError
 
 MAX_PAIR_FAR = 1e-3  # the loosest per-pair FAR a watchlist decision uses, whatever its size
 
@@ -161,8 +167,9 @@ class DecisionRule:
 class Candidate:
     name: str
     score: float
-    lr: float | None = None  # for combined candidates: the two scores the combined one averages
-    sr: float | None = None
+    lr: float | None = None  # for combined candidates: the embedder's LR and SR scores (the
+    sr: float | None = None  # combined one averages these, or head and sr with a head)
+    head: float | None = None  # the LR identity head's score (None: no head ran)
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,8 @@ class TrackMatch:
     decision_sr: str | None  # what SR alone would decide (never used on its own)
     margin: float | None  # combined top-1 minus top-2 score (None with one gallery person)
     reason: str | None  # why there is no match (None when matched)
+    head: tuple[Candidate, ...] = ()  # head-only candidates (empty: no head ran)
+    decision_head: str | None = None  # what the head alone would decide (same threshold)
 
 
 @dataclass
@@ -189,14 +198,23 @@ class TrackEmbeddings:
     weights: list[float] = field(default_factory=list)
     lr: list[np.ndarray] = field(default_factory=list)
     sr: list[np.ndarray] = field(default_factory=list)
+    head: list[np.ndarray] = field(default_factory=list)  # every face's, or empty: no head
 
-    def add(self, face_id: str, quality: float, lr: np.ndarray, sr: np.ndarray) -> None:
+    def add(self, face_id: str, quality: float, lr: np.ndarray, sr: np.ndarray,
+            head: np.ndarray | None = None) -> None:
+        """One face's vectors; ``head`` (the LR head's) for every face of a track or none."""
         if face_id in self.face_ids:
             return  # the same face offered twice (best shot and time sample)
+        if self.face_ids and (head is None) != (not self.head):
+            raise ContractError(f"track embeddings: face {face_id} has "
+                                f"{'no' if head is None else 'a'} head vector, the track's "
+                                f"earlier faces {'do' if self.head else 'do not'}")
         self.face_ids.append(face_id)
         self.weights.append(max(float(quality), 1e-3))
         self.lr.append(np.asarray(lr, np.float32))
         self.sr.append(np.asarray(sr, np.float32))
+        if head is not None:
+            self.head.append(np.asarray(head, np.float32))
 
     def __len__(self) -> int:
         return len(self.face_ids)
@@ -205,7 +223,8 @@ class TrackEmbeddings:
         """The faces whose id is in ``face_ids`` (e.g. those the gate found usable)."""
         keep = [i for i, f in enumerate(self.face_ids) if f in face_ids]
         return TrackEmbeddings([self.face_ids[i] for i in keep], [self.weights[i] for i in keep],
-                               [self.lr[i] for i in keep], [self.sr[i] for i in keep])
+                               [self.lr[i] for i in keep], [self.sr[i] for i in keep],
+                               [self.head[i] for i in keep] if self.head else [])
 
 
 def aggregate(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -219,26 +238,32 @@ def aggregate(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
 
 
 def _ranked(names: list[str], scores: np.ndarray, top_k: int, lr: np.ndarray | None = None,
-            sr: np.ndarray | None = None) -> tuple[Candidate, ...]:
+            sr: np.ndarray | None = None, head: np.ndarray | None = None
+            ) -> tuple[Candidate, ...]:
     order = np.argsort(-scores, kind="stable")[:top_k]
-    return tuple(
-        Candidate(names[i], round(float(scores[i]), 4),
-                  None if lr is None else round(float(lr[i]), 4),
-                  None if sr is None else round(float(sr[i]), 4))
-        for i in order
-    )
+
+    def part(x: np.ndarray | None, i: int) -> float | None:
+        return None if x is None else round(float(x[i]), 4)
+
+    return tuple(Candidate(names[i], round(float(scores[i]), 4), part(lr, i), part(sr, i),
+                           part(head, i)) for i in order)
 
 
 def match_track(acc: TrackEmbeddings, names: list[str], templates: np.ndarray,
                 thresholds: Thresholds, top_k: int = 3, threshold: float | None = None
                 ) -> TrackMatch | None:
-    """Score a track against the gallery; None when the track has no embedded face."""
+    """Score a track against the gallery; None when the track has no embedded face.
+
+    With head vectors the head score stands in for the embedder's LR score in the combined
+    score and the LR bar (module docstring)."""
     if len(acc) == 0 or not names:
         return None
     t = thresholds.far_1e3 if threshold is None else float(threshold)
     lr = templates @ aggregate(acc.lr, acc.weights)
     sr = templates @ aggregate(acc.sr, acc.weights)
-    combined = (lr + sr) / 2.0
+    head = templates @ aggregate(acc.head, acc.weights) if acc.head else None
+    lr_channel = lr if head is None else head  # the track's LR evidence
+    combined = (lr_channel + sr) / 2.0
     k = min(top_k, len(names))
 
     lr_bar = min(thresholds.far_1e2, t)
@@ -248,23 +273,26 @@ def match_track(acc: TrackEmbeddings, names: list[str], templates: np.ndarray,
         ok = scores[best] >= t and (extra_ok is None or bool(extra_ok[best]))
         return names[best] if ok else None
 
-    decision = decide(combined, lr >= lr_bar)
+    decision = decide(combined, lr_channel >= lr_bar)
     top = int(np.argmax(combined))
     reason = None
     if decision is None:
+        channel = "LR" if head is None else "head"
         reason = (f"best {combined[top]:.3f} < {t:.3f}" if combined[top] < t
-                  else f"LR score {lr[top]:.3f} < {lr_bar:.3f}")
+                  else f"{channel} score {lr_channel[top]:.3f} < {lr_bar:.3f}")
     ordered = np.sort(combined)[::-1]
     margin = round(float(ordered[0] - ordered[1]), 4) if len(ordered) > 1 else None
     return TrackMatch(
         n_faces=len(acc),
         lr=_ranked(names, lr, k),
         sr=_ranked(names, sr, k),
-        combined=_ranked(names, combined, k, lr, sr),
+        combined=_ranked(names, combined, k, lr, sr, head),
         threshold=t,
         decision=decision,
         decision_lr=decide(lr),
         decision_sr=decide(sr),
         margin=margin,
         reason=reason,
+        head=() if head is None else _ranked(names, head, k),
+        decision_head=None if head is None else decide(head),
     )

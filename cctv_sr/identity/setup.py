@@ -1,7 +1,10 @@
-"""Opening what identity matching needs: the gallery, its embedder, calibrated thresholds.
+"""Opening what identity matching needs: the gallery, its embedder, calibrated thresholds, and
+the LR identity head when ``head.name`` is not ``none``.
 
 A gallery is matched only with the embedder that built it (name and version): vectors of two
-embedders live in different spaces, so a mismatch is an error, never a silent mix.
+embedders live in different spaces, so a mismatch is an error, never a silent mix. The same
+holds for the head: its vectors live in the space of the embedder it was distilled from
+(``space``), so a gallery built with another embedder is refused.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cctv_sr.config import GateConfig, RunConfig
+from cctv_sr.config import GateConfig, HeadConfig, RunConfig
 from cctv_sr.embed import create_embedder
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.errors import ConfigError, ModelError
@@ -19,10 +23,14 @@ from cctv_sr.face.faceness import OnetFaceness
 from cctv_sr.identity.gallery.store import Gallery
 from cctv_sr.identity.match import DecisionRule, Thresholds
 from cctv_sr.identity.sink import GalleryView, IdentityWriter
-from cctv_sr.io.lines import EmbedderRef
+from cctv_sr.io.lines import EmbedderRef, HeadRef
 from cctv_sr.io.outdir import OutputWriter
 from cctv_sr.io.run_record import GalleryRecord
+from cctv_sr.models import registry
 from cctv_sr.models.registry import default_manifest
+
+if TYPE_CHECKING:
+    from cctv_sr.embed.lrhead import LrHeadEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +103,12 @@ class IdentitySetup:
     rule: DecisionRule
     gate: GateConfig
     faceness: OnetFaceness  # the gate's face / non-face check, run with the embedder
+    head: LrHeadEmbedder | None = None  # the LR identity head (None: head.name = "none")
 
     def writer_for(self, writer: OutputWriter) -> IdentityWriter:
         info = EmbedderRef(self.embedder.name, self.embedder.version)
-        return IdentityWriter(writer, self.view, self.rule, self.top_k, info, self.gate)
+        head = None if self.head is None else HeadRef(self.head.name, self.head.version)
+        return IdentityWriter(writer, self.view, self.rule, self.top_k, info, self.gate, head)
 
     def describe(self) -> GalleryRecord:
         """The gallery as run.json records it."""
@@ -112,8 +122,29 @@ class IdentitySetup:
                         for far, t in self.thresholds.points()})
 
 
+def open_head(cfg: HeadConfig, gallery: Path, embedder_name: str, dim: int
+              ) -> LrHeadEmbedder | None:
+    """The LR identity head ``cfg`` names (None for ``none``), checked against a gallery
+    built with ``embedder_name`` of ``dim``-d templates: ConfigError when its vectors live in
+    another space."""
+    if cfg.name == "none":
+        return None
+    from cctv_sr.embed.lrhead import LrHeadEmbedder
+
+    head = registry.build("head", cfg, LrHeadEmbedder)
+    if head.space != embedder_name:
+        raise ConfigError(f"{gallery}: built with embedder '{embedder_name}', but the LR head "
+                          f"{head.name} ({cfg.model_path or 'default weights'}) embeds into "
+                          f"the '{head.space}' space; use a gallery built with '{head.space}' "
+                          f"or set head.name=none")
+    if head.dim != dim:
+        raise ConfigError(f"{gallery}: holds {dim}-d templates, the LR head {head.name} gives "
+                          f"{head.dim}-d vectors")
+    return head
+
+
 def open_identity(cfg: RunConfig) -> IdentitySetup:
-    """Open ``cfg.match.gallery`` and the embedder it was built with."""
+    """Open ``cfg.match.gallery``, the embedder it was built with and the LR head, if any."""
     path = Path(cfg.match.gallery)
     with Gallery.open(path) as gallery:
         name, version = gallery.embedder_name, gallery.embedder_version
@@ -125,6 +156,7 @@ def open_identity(cfg: RunConfig) -> IdentitySetup:
                 photos[person] = Path(paths[0])
     if not names:
         raise ConfigError(f"{path}: the gallery has no people")
+    head = open_head(cfg.head, path, name, int(templates.shape[1]))
     ecfg = cfg.embedder
     if ecfg.name != name:
         if ecfg != type(ecfg)():  # the user chose an embedder explicitly
@@ -164,4 +196,4 @@ def open_identity(cfg: RunConfig) -> IdentitySetup:
     decision = DecisionRule(thresholds, cfg.match.fpir, len(names), fixed, by_size)
     faceness = OnetFaceness(device=cfg.embedder.device)
     return IdentitySetup(path, GalleryView(names, templates, photos), embedder, thresholds,
-                         threshold, rule, cfg.match.top_k, decision, cfg.gate, faceness)
+                         threshold, rule, cfg.match.top_k, decision, cfg.gate, faceness, head)

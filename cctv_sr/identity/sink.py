@@ -1,11 +1,11 @@
 """Identity output of a run: per-track matching against a gallery, written to matches.jsonl.
 
-Lives in the writer thread: it collects the LR and SR vectors of each track's embedded faces
-(best shots plus a sparse sample over time) and keeps the best-quality saved crops of each
-track in memory; when the track ends it scores the track against the gallery
-(:mod:`cctv_sr.identity.match`), writes one line to ``matches.jsonl`` and a side-by-side image
-(best LR crop, its SR, the candidate's gallery photo) into the track folder. Nothing the run
-wrote is read back from disk.
+Lives in the writer thread: it collects the LR and SR vectors (and the LR identity head's,
+when one ran) of each track's embedded faces (best shots plus a sparse sample over time) and
+keeps the best-quality saved crops of each track in memory; when the track ends it scores the
+track against the gallery (:mod:`cctv_sr.identity.match`), writes one line to
+``matches.jsonl`` and a side-by-side image (best LR crop, its SR, the candidate's gallery
+photo) into the track folder. Nothing the run wrote is read back from disk.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from cctv_sr.identity.match import (
     WatchlistThreshold,
     match_track,
 )
-from cctv_sr.io.lines import CandidateLine, EmbedderRef, GateLine, MatchLine, to_line
+from cctv_sr.io.lines import CandidateLine, EmbedderRef, GateLine, HeadRef, MatchLine, to_line
 from cctv_sr.io.outdir import OutputWriter
 from cctv_sr.records import (
     AlignedFace,
@@ -53,7 +53,9 @@ class MatchCounts:
     tracks_matched: int = 0
     lr_only_would_match: int = 0  # tracks LR alone would have matched
     sr_only_would_match: int = 0  # tracks SR alone would have matched
+    head_only_would_match: int = 0  # tracks the LR identity head alone would have matched
     lr_sr_disagree: int = 0  # LR-only and SR-only decisions name different people (or one None)
+    head_lr_disagree: int = 0  # head-only and embedder-LR-only decisions differ (with a head)
     sr_only_rejected: int = 0  # SR alone said a name, the combined decision said no match
     not_matchable: int = 0  # tracks the gate held back (not faces, too few usable faces)
 
@@ -71,12 +73,14 @@ class IdentityWriter:
     """Per-track matching and matches.jsonl (used from the writer thread only)."""
 
     def __init__(self, writer: OutputWriter, gallery: GalleryView, rule: DecisionRule,
-                 top_k: int, embedder: EmbedderRef, gate: GateConfig | None = None) -> None:
+                 top_k: int, embedder: EmbedderRef, gate: GateConfig | None = None,
+                 head: HeadRef | None = None) -> None:
         self.writer = writer
         self.gallery = gallery
         self.rule = rule
         self.top_k = top_k
         self.embedder = embedder
+        self.head = head
         self.gate = gate or GateConfig()
         self._warned_clamp = False
         self.counts = MatchCounts()
@@ -113,7 +117,7 @@ class IdentityWriter:
         acc = self._tracks.setdefault(key, TrackEmbeddings())
         if face.face_id in acc.face_ids:
             return  # the same face offered twice (best shot and time sample)
-        acc.add(face.face_id, face.quality.score, vectors.lr, vectors.sr)
+        acc.add(face.face_id, face.quality.score, vectors.lr, vectors.sr, vectors.head)
         self._evidence.setdefault(key, []).append(
             FaceEvidence(face.face_id, face.quality, vectors.faceness))
 
@@ -146,7 +150,7 @@ class IdentityWriter:
                                  self.rule.thresholds, self.top_k, self.rule.threshold())
             if result is not None:
                 result = replace(result, decision=None, decision_lr=None, decision_sr=None,
-                                 reason=f"not matchable: {gate.reason}")
+                                 decision_head=None, reason=f"not matchable: {gate.reason}")
         if result is None:
             return
         self._count(result, gate)
@@ -161,16 +165,18 @@ class IdentityWriter:
             decision=result.decision,
             decision_lr_only=result.decision_lr,
             decision_sr_only=result.decision_sr,
+            decision_head_only=result.decision_head,
             reason=result.reason,
             threshold=round(result.threshold, 4),
             margin=result.margin,
             gate=_gate_line(gate, chosen, fixed=self.rule.fixed is not None),
-            candidates=tuple(CandidateLine(c.name, c.score, c.lr, c.sr)
+            candidates=tuple(CandidateLine(c.name, c.score, c.lr, c.sr, c.head)
                              for c in result.combined),
             best_crops=tuple(self.writer.crop_ref(s.stream_id, s.track_id, f)
                              for f in end.kept),
             side_by_side=None if picture is None else self.writer.rel(picture),
             embedder=self.embedder,
+            head=self.head if result.head else None,
             notice=EVIDENCE_NOTE,
         )
         self._file.write(to_line(line))
@@ -184,7 +190,9 @@ class IdentityWriter:
         c.tracks_matched += r.decision is not None
         c.lr_only_would_match += r.decision_lr is not None
         c.sr_only_would_match += r.decision_sr is not None
+        c.head_only_would_match += r.decision_head is not None
         c.lr_sr_disagree += r.decision_lr != r.decision_sr
+        c.head_lr_disagree += bool(r.head) and r.decision_head != r.decision_lr
         c.sr_only_rejected += r.decision_sr is not None and r.decision is None
 
     def _side_by_side(self, end: TrackEnd, result: TrackMatch, best: EnhancedFace | None,
@@ -196,7 +204,8 @@ class IdentityWriter:
         name = result.decision or top.name
         photo_path = self.gallery.photos.get(name)
         photo = cv2.imread(str(photo_path)) if photo_path is not None else None
-        lr_sr = [panel(best.face.crop, ["LR (input)"]), panel(best.sr, ["SR (aid only)"])]
+        lr_label = ["LR (input)"] if top.head is None else ["LR (input)", f"head {top.head:.3f}"]
+        lr_sr = [panel(best.face.crop, lr_label), panel(best.sr, ["SR (aid only)"])]
         if result.decision is not None:
             image = side_by_side(
                 [*lr_sr, panel(photo, [name, f"score {top.score:.3f}"])],

@@ -2,8 +2,9 @@
 
 One name per field across the files: ``stream`` and ``track_id`` everywhere; a crop is always
 a :class:`CropRef` (``face_id``, ``lr``, ``sr`` paths relative to OUTDIR); times are
-``seconds`` (stream time); scores of a candidate are ``score`` (the decision's), ``score_lr``
-and ``score_sr``. A line is ``json.dumps(dataclasses.asdict(record))``.
+``seconds`` (stream time); scores of a candidate are ``score`` (the decision's), ``score_lr``,
+``score_sr`` and ``score_head`` (the LR identity head's; null when no head ran). A line is
+``json.dumps(dataclasses.asdict(record))``.
 """
 
 from __future__ import annotations
@@ -114,12 +115,14 @@ class TrackLine:
 
 @dataclass(frozen=True)
 class CandidateLine:
-    """A gallery person scored against a track: the combined, LR-only and SR-only scores."""
+    """A gallery person scored against a track: the combined, LR-only, SR-only and head-only
+    scores (with a head, ``score`` averages ``score_head`` and ``score_sr``)."""
 
     name: str
     score: float
     score_lr: float | None
     score_sr: float | None
+    score_head: float | None
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,14 @@ class EmbedderRef:
 
 
 @dataclass(frozen=True)
+class HeadRef:
+    """The LR identity head a run scored tracks with (:mod:`cctv_sr.embed.lrhead`)."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
 class MatchLine:
     """matches.jsonl: one track scored against the gallery."""
 
@@ -156,6 +167,7 @@ class MatchLine:
     decision: str | None
     decision_lr_only: str | None
     decision_sr_only: str | None
+    decision_head_only: str | None  # None also when no head ran (see ``head``)
     reason: str | None  # why there is no match: the gate's reason or the score's
     threshold: float  # this track's threshold (the gallery's, stricter for short tracks)
     margin: float | None  # combined top-1 minus top-2 score
@@ -164,4 +176,5 @@ class MatchLine:
     best_crops: tuple[CropRef, ...]
     side_by_side: str | None
     embedder: EmbedderRef
+    head: HeadRef | None  # None: no LR identity head ran
     notice: str

@@ -112,6 +112,7 @@ class RunCounts:
     detections: int = 0
     sr_faces: int = 0
     embedded_faces: int = 0
+    head_faces: int = 0  # faces the LR identity head embedded
     faces: int = 0
     faces_untracked: int = 0
     tracks: int = 0

@@ -1,8 +1,9 @@
-"""The one backend registry: every detector, super-resolver, embedder and architecture by name.
+"""The one backend registry: every detector, super-resolver, embedder, LR identity head and
+architecture by name.
 
 :data:`BACKENDS` is the single table. Each row names a backend ``kind`` (``detector``, ``sr``,
-``embedder`` or ``arch``), the name users choose it by (``detector.name = "yunet"``), a lazy
-``"module:Class"`` target (imported only when that backend is chosen, so a missing optional
+``embedder``, ``head`` or ``arch``), the name users choose it by (``detector.name = "yunet"``),
+a lazy ``"module:Class"`` target (imported only when that backend is chosen, so a missing optional
 dependency only matters to the user who asked for it) and its default manifest: the weights it
 loads when no ``model_path`` is set, or None when the weights come from elsewhere (MTCNN's from
 the ``mtcnn`` package, read by the detector itself) or there are none (bicubic).
@@ -55,6 +56,8 @@ KINDS: dict[str, Kind] = {
     "detector": Kind("detector", "detector", "detector.name"),
     "sr": Kind("sr", "super-resolver", "sr.name"),
     "embedder": Kind("embedder", "embedder", "embedder.name"),
+    # LR identity heads: LR crop -> the gallery embedder's space (cctv_sr/embed/lrhead.py)
+    "head": Kind("head", "LR identity head", "head.name"),
     # the project's own model architectures (cctv_sr/archs/, built with archs.build_arch)
     "arch": Kind("arch", "model architecture", "arch.name"),
 }
@@ -94,6 +97,8 @@ BACKENDS: tuple[Backend, ...] = (
             "mobilefacenet"),
     Backend("embedder", "mobilefacenet_onnx",
             "cctv_sr.embed.onnx_arcface:MobileFaceNetOnnxEmbedder", "mobilefacenet_onnx"),
+    # any `cctv-sr train` checkpoint of lrhead / lrmfn, given as head.model_path
+    Backend("head", "checkpoint", "cctv_sr.embed.lrhead:LrHeadEmbedder"),
     # the project's own architectures: built with cctv_sr.archs.build_arch(name, config)
     Backend("arch", "srgan", "cctv_sr.archs.srgan:SrganGenerator"),
     Backend("arch", "srgan_d", "cctv_sr.archs.srgan:SrganDiscriminator"),
@@ -101,6 +106,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("arch", "lrnet", "cctv_sr.archs.lrnet:LrNet"),
     Backend("arch", "vgg19_features", "cctv_sr.archs.vgg:Vgg19Features"),
     Backend("arch", "lrhead", "cctv_sr.archs.lrhead:LrHead"),
+    Backend("arch", "lrmfn", "cctv_sr.archs.lrmfn:LrMfn"),
 )
 
 _table: dict[tuple[str, str], Backend] = {(b.kind, b.name): b for b in BACKENDS}
