@@ -90,7 +90,10 @@ class HeadConfig:
     embedder that maps each LR crop straight into that embedder's space, a third score per
     track beside LR and SR (used only with a gallery; :mod:`cctv_sr.identity.match`)."""
 
-    name: str = "none"  # none (off) | checkpoint (a `cctv-sr train` file in model_path)
+    # none (off) | lrmfn (the shipped head, opt-in until its thresholds are calibrated; used
+    # with galleries of the shipped MobileFaceNet, skipped with others) | checkpoint (a
+    # `cctv-sr train` file of lrhead / lrmfn in model_path)
+    name: str = "none"
     model_path: str = ""  # the checkpoint file (name=checkpoint needs one); empty = the manifest's
     batch_size: int = 64
     device: str = "cpu"
@@ -341,6 +344,19 @@ def validate(cfg: RunConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _check_head_name(cfg.head.name)
+
+
+def _check_head_name(name: str) -> None:
+    """``head.name`` is ``none`` or a registry head; else ConfigError with a suggestion."""
+    from cctv_sr.models import registry  # the registry imports no config: no cycle, kept lazy
+
+    known = ["none", *registry.names("head")]
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"head.name: unknown LR identity head {name!r} ({hint}known: "
+                          f"{', '.join(known)})")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

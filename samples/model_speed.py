@@ -37,18 +37,13 @@ def named(items: list[str]) -> list[tuple[str, Path]]:
 
 
 def head_runner(path: Path) -> Callable[[np.ndarray], object]:
-    from cctv_sr.train.checkpoint import load_checkpoint
-    from cctv_sr.train.sampler import to_input
+    """The LR head as `cctv-sr run` runs it (batch norms folded for lrmfn, channels-last)."""
+    from cctv_sr.config import HeadConfig
+    from cctv_sr.embed.lrhead import LrHeadEmbedder
 
-    net, spec = load_checkpoint(path)
-    window = max(1, int(spec.window or 1))
-
-    def run(crops: np.ndarray) -> object:
-        with torch.inference_mode():
-            x = to_input(np.repeat(crops[:, None], window, axis=1), torch.device("cpu"))
-            return net(x)
-
-    return run
+    head = LrHeadEmbedder(HeadConfig(name="checkpoint", model_path=str(path),
+                                     batch_size=BATCH), path)
+    return head.embed
 
 
 def main() -> int:

@@ -68,7 +68,7 @@ def test_bad_files(tmp_path: Path) -> None:
 
 
 def test_head_section(tmp_path: Path) -> None:
-    assert RunConfig().head.name == "none"  # off unless asked for
+    assert RunConfig().head.name == "none"  # off until the shipped head is calibrated
     path = tmp_path / "head.toml"
     path.write_text('[head]\nname = "checkpoint"\nmodel_path = "runs/lrhead/last.pt"\n'
                     'batch_size = 16\ndevice = "cuda"\n')
@@ -82,4 +82,23 @@ def test_head_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="head.batch_size must be >= 1"):
         load_config(None, ["head.batch_size=0"])
     with pytest.raises(ConfigError, match="head.name is 'none'"):
-        load_config(None, ["head.model_path=x.pt"])
+        load_config(None, ["head.model_path=x.pt"])  # the default name is none
+    assert load_config(None, ["head.name=lrmfn"]).head.name == "lrmfn"  # the shipped head
+    with pytest.raises(ConfigError, match=r"head.name: unknown LR identity head 'lrmf' "
+                                          r"\(did you mean 'lrmfn'\? known: none, checkpoint"):
+        load_config(None, ["head.name=lrmf"])
+
+
+def test_device_flag_moves_every_model() -> None:
+    """`--device` of run / bench: the detector, SR, embedder and LR head all move."""
+    import argparse
+
+    from cctv_sr.cli.settings import add_settings, run_config
+
+    p = argparse.ArgumentParser()
+    add_settings(p)
+    cfg = run_config(p.parse_args(["clip.mp4", "--device", "cuda:1"]))
+    assert {cfg.detector.device, cfg.sr.device, cfg.embedder.device, cfg.head.device} == {
+        "cuda:1"}
+    cfg = run_config(p.parse_args(["clip.mp4"]))
+    assert cfg.head.device == cfg.embedder.device == "cpu"

@@ -222,6 +222,18 @@ def test_cli_export(ckpts: dict[str, Path], tmp_path: Path, capsys) -> None:
     summary = json.loads(capsys.readouterr().out)
     assert summary["opset"] == 13 and summary["max_abs_diff"] < PARITY_TOL
     assert read_onnx_spec(tmp_path / "h.bin")[0].arch == "lrhead"
+    assert "only SR ONNX files run in cctv-sr run" in summary["note"]
+    # an LR head as ONNX: written, but the line says that cctv-sr run loads heads from .pt
+    assert cli_main(["export", str(ckpts["lrhead"]), "--out", str(tmp_path / "h.onnx")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert len(line.splitlines()) == 1 and "heads load from .pt" in line
+    # the suffix and --format disagree: one line, nothing written
+    for suffix, fmt in ((".onnx", "pt"), (".pt", "onnx")):
+        assert cli_main(["export", str(ckpts["lrnet"]), "--out", str(tmp_path / f"x{suffix}"),
+                         "--format", fmt]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--format is {fmt}" in err
+        assert not (tmp_path / f"x{suffix}").exists()
     assert cli_main(["export", str(tmp_path / "missing.pt"), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("cctv-sr: error:")

@@ -164,22 +164,35 @@ def test_lrhead_distillation(trainset: Path, tmp_path: Path, caplog) -> None:
     assert any("teacher embeddings from" in r.getMessage() for r in caplog.records)
 
 
-def test_lrmfn_starts_from_the_teacher(trainset: Path, tmp_path: Path) -> None:
+def test_lrmfn_starts_from_the_teacher(trainset: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """arch.init = "teacher": before any step LR-MFN is bicubic + MobileFaceNet, so its first
     val cos_teacher equals the bicubic baseline's id_cos; a resumed run does not re-init."""
+    from cctv_sr.archs.lrmfn import LrMfn
+
+    inits: list[int] = []
+    real_init = LrMfn.init_from
+
+    def counted(self: LrMfn, state: dict[str, torch.Tensor]) -> None:
+        inits.append(1)
+        real_init(self, state)
+
+    monkeypatch.setattr(LrMfn, "init_from", counted)
     out = tmp_path / "mfn"
     data = tiny("lrmfn", trainset, out, data={"teacher_cache": str(tmp_path / "teacher")},
                 optim={"lr": 1e-12, "warmup_steps": 0},
                 run={"steps": 1, "val_every": 1, "ckpt_every": 1, "ema_decay": 0.0})
     data["arch"]["init"] = "teacher"
     result = train(recipe_from_mapping(data), quiet=True)
+    assert len(inits) == 1  # a fresh run starts from the teacher
     # lr ~ 0; only the BatchNorm running statistics moved (train mode, one batch of 4)
     assert abs(result.metrics["cos_teacher"] - result.metrics["id_cos_bicubic"]) < 0.05
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["recipe"]["arch"]["init"] == "teacher" and ckpt["spec"]["scale"] == 1
     resumed = dict(data, run={**data["run"], "steps": 2})
+    inits.clear()
     again = train(recipe_from_mapping(resumed), resume=True, quiet=True)
-    assert again.step == 2
+    assert again.step == 2 and inits == []  # resumed from its own weights, never re-initialised
     with pytest.raises(ConfigError, match="only lrmfn"):
         recipe_from_mapping({"arch": {"name": "lrnet", "init": "teacher"}})
     with pytest.raises(ConfigError, match="arch.init must be one of"):
@@ -267,6 +280,17 @@ def test_cli_train_and_resume(trainset: Path, tmp_path: Path, capsys) -> None:
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
     assert cli_main(["train", str(recipe), "--out", str(tmp_path / "none"), "--resume",
                      "--quiet"]) == 1
+    # slim ship weights (cctv-sr export) hold no optimizer state: refused, in one line
+    from cctv_sr.train.export import slim_checkpoint
+
+    slim = tmp_path / "slim"
+    slim_checkpoint(out / "last.pt", slim / "last.pt")
+    capsys.readouterr()
+    assert cli_main(["train", str(recipe), "--out", str(slim), "--resume", "--quiet",
+                     "--set", "run.steps=4"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is slim ship weights, it cannot be resumed" in err
+    assert "resume from the run's last.pt" in err
 
 
 def test_trained_checkpoint_runs_as_sr_backend_and_eval_method(trainset: Path,

@@ -434,6 +434,11 @@ def test_models_list_rows_say_how_to_use_each_model() -> None:
     assert [(u.backend, u.default) for u in other] == [("yunet", False)]
     assert other[0].cli == "--detector yunet --detector-model yunet_n_dynamic.onnx"
     assert {u.backend for u in rows["scrfd_10g"].serves} == {"scrfd"}
+    # the project's own weights: the backend that loads each, never its arch.name row (a
+    # network, not a use of the file)
+    assert [u.cli for u in rows["lrmfn"].serves] == ["--set head.name=lrmfn"]
+    assert [u.cli for u in rows["lrnet"].serves] == ["--sr lrnet"]
+    assert not any(u.kind == "arch" for r in rows.values() for u in r.serves)
     assert all(r.serves for r in rows.values())
 
 

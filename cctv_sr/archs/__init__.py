@@ -38,8 +38,11 @@ from cctv_sr.errors import ConfigError
 from cctv_sr.models import registry
 
 ARCHS = registry.BackendTable("arch")
+# the architectures that are LR identity heads (LR crop -> an embedder's space), trained by
+# distillation, not as SR; the one list for the embedder, eval, training and export
+HEAD_ARCHS = ("lrhead", "lrmfn")
 
-__all__ = ["ARCHS", "arch_class", "build_arch", "config_class"]
+__all__ = ["ARCHS", "HEAD_ARCHS", "arch_class", "build_arch", "config_class"]
 
 
 def arch_class(name: str) -> type[nn.Module]:

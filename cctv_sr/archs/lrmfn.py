@@ -103,7 +103,7 @@ class LrMfn(nn.Module):
         x = bicubic(x, cfg.in_side)
         n = x.shape[0]
         # BGR -> RGB inside every frame of the window, then MobileFaceNet's normalisation
-        x = x.view(n, cfg.in_frames, 3, cfg.in_side, cfg.in_side).flip(2).reshape(
+        x = x.reshape(n, cfg.in_frames, 3, cfg.in_side, cfg.in_side).flip(2).reshape(
             n, 3 * cfg.in_frames, cfg.in_side, cfg.in_side)
         emb = self.net((x - self.mean) / self.std)
         return F.normalize(emb.float(), dim=1)

@@ -34,9 +34,12 @@ def add_export_parser(sub: Any) -> argparse.ArgumentParser:
 def _format(args: argparse.Namespace) -> str:
     from cctv_sr.errors import ConfigError
 
-    if args.format:
-        return str(args.format)
     found = FORMATS.get(args.out.suffix.lower())
+    if args.format:
+        if found is not None and found != args.format:
+            raise ConfigError(f"--out {args.out} is a .{found} name but --format is "
+                              f"{args.format}; make them agree (or drop --format)")
+        return str(args.format)
     if found is None:
         raise ConfigError(f"--out {args.out}: cannot tell the format from the suffix; use .onnx "
                           "or .pt, or --format onnx|pt")
@@ -44,6 +47,7 @@ def _format(args: argparse.Namespace) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from cctv_sr.archs import HEAD_ARCHS
     from cctv_sr.train.export import export_onnx, slim_checkpoint
 
     fmt = _format(args)
@@ -57,6 +61,11 @@ def run_export(args: argparse.Namespace) -> int:
         text = (f"{done.arch}: {src} -> {done.path} (onnx opset {args.opset}, input "
                 f"{3 * done.spec.window}x{done.input_side}x{done.input_side}; parity max "
                 f"|onnxruntime - torch| {done.max_abs_diff:.2g} over {done.n_checked} inputs)")
+        if done.arch in HEAD_ARCHS:
+            note = ("an LR head: only SR ONNX files run in cctv-sr run, heads load from .pt "
+                    "(export --format pt)")
+            summary["note"] = note
+            text += f"; {note}"
     else:
         out = slim_checkpoint(src, args.out)
         size, full = out.stat().st_size, src.stat().st_size

@@ -16,14 +16,17 @@ def add_settings(p: argparse.ArgumentParser) -> None:
                    help="override a setting, e.g. --set tracker.max_lost_s=2 (repeatable)")
     p.add_argument("--detector", help="mtcnn (default) | yunet | scrfd")
     p.add_argument("--detector-model", help="detector weights file")
-    p.add_argument("--sr", help="bicubic (default) | espcn | fsrcnn | lapsrn | lapsrn_x8")
-    p.add_argument("--sr-model", help="SR weights file (e.g. ESPCN_x4.pb)")
+    p.add_argument("--sr", help="bicubic (default) | lrnet (the project's own, shipped) | espcn "
+                                "| fsrcnn | lapsrn | lapsrn_x8 | trained (with --sr-model)")
+    p.add_argument("--sr-model", help="SR weights file (e.g. ESPCN_x4.pb, or a cctv-sr train "
+                                      "checkpoint / .onnx export for --sr trained)")
     p.add_argument("--stride", type=int, help="analyse every Nth frame")
     p.add_argument("--max-fps", type=float, help="analyse at most F frames per second")
     p.add_argument("--max-frames", type=int, help="stop after analysing N frames")
     p.add_argument("--top-k", type=int, help="best crops kept per track (default 5)")
     p.add_argument("--save-all-crops", action="store_true", help="keep every crop of every track")
-    p.add_argument("--device", help="cpu | cuda | cuda:N for the detector and SR")
+    p.add_argument("--device", help="cpu | cuda | cuda:N for the detector, SR, embedder and "
+                                    "LR head")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -44,6 +47,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         detector={**given(("name", args.detector), ("model_path", args.detector_model)),
                   **device},
         sr={**given(("name", args.sr), ("model_path", args.sr_model)), **device},
+        embedder=device,
+        head=device,
         output=given(("top_k", args.top_k), ("save_all_crops", args.save_all_crops)),
         match=given(("gallery", str(getattr(args, "gallery", None) or "")),
                     ("threshold", getattr(args, "match_threshold", None)),

@@ -149,6 +149,13 @@ def chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
+def shipped_version(manifest: ModelManifest) -> str | None:
+    """The :func:`model_version` string of the manifest's own default file (its pinned
+    sha256), without reading the file; None when the manifest pins no sha256 for it."""
+    entry = manifest.file()
+    return f"{manifest.version} sha256:{entry.sha256[:12]}" if entry.sha256 else None
+
+
 def model_version(manifest: ModelManifest, path: Path) -> str:
     """Provenance string: the manifest version when ``path`` is the manifest's file (same
     sha256; "unverified" when the manifest pins none), else ``"user file for <manifest>"``;

@@ -4,7 +4,8 @@
 waiting request has waited ``max_wait_s`` (a deadline counted from that request's arrival, so
 a steady trickle of requests cannot hold a batch back). :class:`Accelerator` runs one batch:
 SR for every face that needs it (grouped by LR side), then LR and SR embeddings when identity
-matching is on (and the LR identity head's vector of each LR crop when a head is given), and
+matching is on (and the LR identity head's vector of each LR crop when a head is given; large
+faces, sent without SR, take the embedder's LR vector as theirs), and
 turns each request into its result message. Results are built from their
 own request, one by one, never by zipping lists that could shift; a backend that returns the
 wrong number of rows raises :class:`~cctv_sr.errors.ContractError`.
@@ -165,8 +166,9 @@ class Accelerator:
         return out
 
     def embed(self, enhanced: list[EnhancedFace]) -> list[FaceVectors] | None:
-        """Identity vectors from each face's LR crop and its SR crop (and the head's from the
-        LR crop); None without embedder."""
+        """Identity vectors from each face's LR crop and its SR crop (and, with a head, the
+        head's from the LR crop; a face whose crop is at least ``out_size``, sent without SR,
+        gets the embedder's LR vector as its head vector); None without embedder."""
         if self.embedder is None:
             return None
         if not enhanced:
@@ -181,12 +183,19 @@ class Accelerator:
             vecs = self._checked(self.embedder.embed(crops), len(idx))
             for i, v in zip(idx, vecs, strict=True):
                 lr[i] = v
-            if self.head is not None:
-                t0 = time.perf_counter()
-                for i, v in zip(idx, self._head(crops), strict=True):
+            if self.head is None:
+                continue
+            if crops.shape[1] >= self.out_size:
+                # a large face (sent without SR): the head was trained on 12-40 px crops, so
+                # the embedder's own LR vector (the head's space) is its head vector
+                for i, v in zip(idx, vecs, strict=True):
                     head[i] = v
-                self.stats.head_s += time.perf_counter() - t0
-                self.stats.head_faces += len(idx)
+                continue
+            t0 = time.perf_counter()
+            for i, v in zip(idx, self._head(crops), strict=True):
+                head[i] = v
+            self.stats.head_s += time.perf_counter() - t0
+            self.stats.head_faces += len(idx)
         sr = self._checked(self.embedder.embed(np.stack([e.sr for e in enhanced])),
                            len(enhanced))
         if self.faceness is not None:

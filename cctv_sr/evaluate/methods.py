@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cctv_sr.config import SRConfig
-from cctv_sr.errors import ConfigError, ContractError, ModelError
+from cctv_sr.errors import ConfigError, ContractError
 from cctv_sr.sr import SR_BACKENDS, SuperResolver, create_super_resolver
 
 log = logging.getLogger(__name__)
@@ -113,42 +113,29 @@ Method = EvalMethod | EmbeddingMethod
 
 TRAINED = "trained"  # trained=CKPT: a checkpoint file of an SR architecture
 LRHEAD = "lrhead"  # lrhead=CKPT: a checkpoint file of an LR identity head
-HEADS = ("lrhead", "lrmfn")  # the archs an lrhead=CKPT checkpoint may hold
-TEACHER = "mobilefacenet"  # the embedder cctv_sr.train distils the LR head from
 
 
 class LrHeadMethod(EmbeddingMethod):
     """A ``cctv-sr train`` checkpoint of an LR identity head (``lrhead`` or ``lrmfn``): LR
     probe -> MobileFaceNet's space.
 
-    The EMA weights run on the CPU in batches of ``batch_size`` under ``inference_mode``; the
-    input is the training layout (:func:`cctv_sr.train.sampler.to_input`). With a window
-    T > 1 a still fills every slot, and a burst longer than T gives its centre T frames."""
+    Runs the head as ``cctv-sr run`` does (:class:`cctv_sr.embed.lrhead.LrHeadEmbedder`, on
+    the CPU in batches of ``batch_size``). With a window T > 1 a still fills every slot, and a
+    burst longer than T gives its centre T frames."""
 
     def __init__(self, name: str, path: Path, batch_size: int = 64) -> None:
-        from cctv_sr.train.checkpoint import load_checkpoint, read_checkpoint
+        from cctv_sr.config import HeadConfig
+        from cctv_sr.embed.lrhead import LrHeadEmbedder
 
-        if not path.is_file():
-            raise ModelError(f"{path}: no such checkpoint")
-        ckpt = read_checkpoint(path)
-        arch = str(ckpt.get("arch", ""))
-        if arch not in HEADS:
-            raise ModelError(f"--methods {name}: {path} is a checkpoint of '{arch}', not of an "
-                             f"LR identity head ({', '.join(HEADS)}); an SR checkpoint is "
-                             f"trained=CKPT")
-        self.arch = arch
-        custom = str(dict(ckpt.get("recipe", {}).get("loss", {})).get("embedder", ""))
-        if custom:
-            log.warning("%s was distilled from MobileFaceNet weights %s; it is scored against "
-                        "the %s embedder of this run", path, custom, TEACHER)
+        self.head = LrHeadEmbedder(HeadConfig(name="checkpoint", batch_size=max(1, batch_size),
+                                              device="cpu"), path)
         self.name = name
-        self.space = TEACHER
-        self.step = int(ckpt.get("step", 0))
-        self.net, spec = load_checkpoint(path)
-        self.dim = int(getattr(self.net.config, "embedding_dim", 0))
-        self.window = max(1, int(spec.window or 1))
+        self.arch = self.head.arch
+        self.space = self.head.space
+        self.step = self.head.step
+        self.dim = self.head.dim
+        self.window = self.head.window
         self.frames = self.window
-        self.batch_size = max(1, batch_size)
         log.info("lrhead method: %s (window %d, step %d)", path, self.window, self.step)
 
     def _windows(self, probes: np.ndarray) -> np.ndarray:
@@ -160,7 +147,7 @@ class LrHeadMethod(EmbeddingMethod):
                                 f"{probes.shape}")
         t, w = probes.shape[1], self.window
         if t == 1:
-            return np.repeat(probes, w, axis=1)
+            return np.broadcast_to(probes, (probes.shape[0], w, *probes.shape[2:]))
         if t < w:
             raise ConfigError(f"--methods {self.name}: the checkpoint fuses {w} frames, the "
                               f"bursts have {t} (use --burst {w} or stills)")
@@ -168,20 +155,7 @@ class LrHeadMethod(EmbeddingMethod):
         return probes[:, start:start + w]
 
     def embed_probes(self, probes: np.ndarray) -> np.ndarray:
-        import torch
-
-        from cctv_sr.train.sampler import to_input
-
-        lr = self._windows(np.asarray(probes, np.uint8))
-        if len(lr) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        parts = []
-        with torch.inference_mode():
-            for a in range(0, len(lr), self.batch_size):
-                x = to_input(lr[a:a + self.batch_size], torch.device("cpu"))
-                y = torch.nn.functional.normalize(self.net(x).float(), dim=1)
-                parts.append(y.numpy().astype(np.float32))
-        return np.concatenate(parts)
+        return self.head.embed_windows(self._windows(np.asarray(probes, np.uint8)))
 
     def describe(self, size: int) -> str:
         return (f"{self.arch}_{size}_to_{self.space}_space (window {self.window}, step "

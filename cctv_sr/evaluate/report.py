@@ -176,6 +176,8 @@ def format_open_set(result: IdentifyResult) -> str:
 def format_report(result: IdentifyResult) -> str:
     """The table plus the counts and provenance lines."""
     mode = f"bursts of {result.burst} frames" if result.burst else "stills"
+    if result.seed:
+        mode += f" (degradation seed {result.seed}, not the fixed set)"
     out = [format_table(result), "",
            f"rank-1 and TAR at FAR={FAR:g} in %; {mode}; embedders: "
            + ", ".join(f"{EMBEDDER_LABELS.get(e, e)}={e}" for e in result.embedders),

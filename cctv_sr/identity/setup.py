@@ -3,8 +3,9 @@ the LR identity head when ``head.name`` is not ``none``.
 
 A gallery is matched only with the embedder that built it (name and version): vectors of two
 embedders live in different spaces, so a mismatch is an error, never a silent mix. The same
-holds for the head: its vectors live in the space of the embedder it was distilled from
-(``space``), so a gallery built with another embedder is refused.
+holds for the head: its vectors live in the space of the embedder weights it was distilled
+from (``space``, the shipped ones), so a gallery built with another embedder or other weights
+is refused for an explicit checkpoint, and skips the shipped head (:func:`open_head`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from cctv_sr.config import GateConfig, HeadConfig, RunConfig
 from cctv_sr.embed import create_embedder
-from cctv_sr.embed.base import FaceEmbedder
+from cctv_sr.embed.base import FaceEmbedder, shipped_version
 from cctv_sr.errors import ConfigError, ModelError
 from cctv_sr.face.faceness import OnetFaceness
 from cctv_sr.identity.gallery.store import Gallery
@@ -122,25 +123,54 @@ class IdentitySetup:
                         for far, t in self.thresholds.points()})
 
 
-def open_head(cfg: HeadConfig, gallery: Path, embedder_name: str, dim: int
-              ) -> LrHeadEmbedder | None:
+def open_head(cfg: HeadConfig, gallery: Path, embedder_name: str, dim: int,
+              embedder_version: str) -> LrHeadEmbedder | None:
     """The LR identity head ``cfg`` names (None for ``none``), checked against a gallery
-    built with ``embedder_name`` of ``dim``-d templates: ConfigError when its vectors live in
-    another space."""
+    built with ``embedder_name`` (version ``embedder_version``) of ``dim``-d templates.
+
+    A head's vectors live in the space of the weights it was distilled from. A shipped head
+    (``head.name`` with a default manifest, no ``model_path``) is skipped (None) for a gallery
+    of another embedder (its manifest's ``[spec] teacher``), decided before anything is
+    loaded, and with a warning for a gallery of that embedder but other weights than the
+    shipped ones; an explicit checkpoint in such a case is a ConfigError."""
     if cfg.name == "none":
         return None
     from cctv_sr.embed.lrhead import LrHeadEmbedder
 
+    manifest = registry.default_manifest("head", cfg.name)
+    if manifest is not None and not cfg.model_path:  # the shipped head
+        teacher = str(manifest.spec_value("teacher") or "")
+        if teacher != embedder_name:
+            log.info("gallery %s was built with %s; the LR head %s embeds into the %s space, "
+                     "so tracks get no head score", gallery, embedder_name, cfg.name,
+                     teacher or "unknown")
+            return None
+        if embedder_version != _shipped_embedder_version(teacher):
+            log.warning("gallery %s was built with %s weights %s, not the shipped ones; the LR "
+                        "head %s was distilled from the shipped weights, so tracks get no head "
+                        "score", gallery, embedder_name, embedder_version, cfg.name)
+            return None
     head = registry.build("head", cfg, LrHeadEmbedder)
+    what = f"{head.name} ({cfg.model_path or 'default weights'})"
     if head.space != embedder_name:
         raise ConfigError(f"{gallery}: built with embedder '{embedder_name}', but the LR head "
-                          f"{head.name} ({cfg.model_path or 'default weights'}) embeds into "
-                          f"the '{head.space}' space; use a gallery built with '{head.space}' "
-                          f"or set head.name=none")
+                          f"{what} embeds into the '{head.space}' space; use a gallery built "
+                          f"with '{head.space}' or set head.name=none")
+    if not head.teacher_file and embedder_version != _shipped_embedder_version(head.space):
+        raise ConfigError(f"{gallery}: built with {embedder_name} weights {embedder_version}, "
+                          f"but the LR head {what} was distilled from the shipped "
+                          f"{head.space} weights; use a gallery built with them or set "
+                          f"head.name=none")
     if head.dim != dim:
         raise ConfigError(f"{gallery}: holds {dim}-d templates, the LR head {head.name} gives "
                           f"{head.dim}-d vectors")
     return head
+
+
+def _shipped_embedder_version(name: str) -> str | None:
+    """The version string the shipped weights of embedder ``name`` give (None: unknown)."""
+    manifest = default_manifest("embedder", name)
+    return None if manifest is None else shipped_version(manifest)
 
 
 def open_identity(cfg: RunConfig) -> IdentitySetup:
@@ -156,7 +186,7 @@ def open_identity(cfg: RunConfig) -> IdentitySetup:
                 photos[person] = Path(paths[0])
     if not names:
         raise ConfigError(f"{path}: the gallery has no people")
-    head = open_head(cfg.head, path, name, int(templates.shape[1]))
+    head = open_head(cfg.head, path, name, int(templates.shape[1]), version)
     ecfg = cfg.embedder
     if ecfg.name != name:
         if ecfg != type(ecfg)():  # the user chose an embedder explicitly

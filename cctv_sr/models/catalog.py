@@ -19,7 +19,7 @@ from cctv_sr.models.manifest import ModelManifest, get_manifest, load_manifests
 from cctv_sr.models.resolve import find_local, resolve_file
 
 # kind -> (flag choosing the backend, flag or setting giving the weights file); a kind without
-# flags is shown as its setting (``arch.name=...``)
+# flags is shown as its setting (``--set head.name=lrmfn``)
 CLI_FLAGS: dict[str, tuple[str, str]] = {
     "detector": ("--detector", "--detector-model "),
     "sr": ("--sr", "--sr-model "),
@@ -57,8 +57,8 @@ class ModelStatus:
 
 def _cli(kind: str, name: str, model_file: str = "") -> str:
     if kind not in CLI_FLAGS:
-        choose = f"{registry.KINDS[kind].setting}={name}"
-        return f"{choose} {kind}.model_path={model_file}" if model_file else choose
+        choose = f"--set {registry.KINDS[kind].setting}={name}"
+        return f"{choose} --set {kind}.model_path={model_file}" if model_file else choose
     flag, file_flag = CLI_FLAGS[kind]
     return f"{flag} {name} {file_flag}{model_file}" if model_file else f"{flag} {name}"
 
@@ -68,8 +68,9 @@ def _arch(manifest: ModelManifest) -> str:
 
 
 def usages(manifest: ModelManifest) -> tuple[Usage, ...]:
-    """The backends that load ``manifest`` by default or can load its default file."""
-    rows = registry.entries()
+    """The backends that load ``manifest`` by default or can load its default file (an
+    ``arch`` row names a network, not a use of a weights file: never listed)."""
+    rows = [b for b in registry.entries() if b.kind != "arch"]
     defaults = [b for b in rows if b.manifest == manifest.name
                 or (b.manifest is None and b.name == manifest.backend)]
     if defaults:

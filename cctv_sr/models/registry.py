@@ -91,6 +91,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("sr", "lapsrn", _OPENCV_SR, "lapsrn_x4"),
     Backend("sr", "lapsrn_x8", _OPENCV_SR, "lapsrn_x8"),
     Backend("sr", "trained", "cctv_sr.sr.trained:TrainedSR"),  # a cctv-sr train checkpoint
+    Backend("sr", "lrnet", "cctv_sr.sr.trained:TrainedSR", "lrnet"),  # the project's own, shipped
     Backend("embedder", "dlib", "cctv_sr.embed.dlib_resnet:DlibEmbedder", "dlib"),
     Backend("embedder", "arcface", "cctv_sr.embed.onnx_arcface:ArcFaceEmbedder", "arcface_r50"),
     Backend("embedder", "mobilefacenet", "cctv_sr.embed.mobilefacenet:MobileFaceNetEmbedder",
@@ -99,6 +100,7 @@ BACKENDS: tuple[Backend, ...] = (
             "cctv_sr.embed.onnx_arcface:MobileFaceNetOnnxEmbedder", "mobilefacenet_onnx"),
     # any `cctv-sr train` checkpoint of lrhead / lrmfn, given as head.model_path
     Backend("head", "checkpoint", "cctv_sr.embed.lrhead:LrHeadEmbedder"),
+    Backend("head", "lrmfn", "cctv_sr.embed.lrhead:LrHeadEmbedder", "lrmfn"),  # shipped
     # the project's own architectures: built with cctv_sr.archs.build_arch(name, config)
     Backend("arch", "srgan", "cctv_sr.archs.srgan:SrganGenerator"),
     Backend("arch", "srgan_d", "cctv_sr.archs.srgan:SrganDiscriminator"),

@@ -63,7 +63,8 @@ class TrainedSR(SuperResolver):
         self.arch = self.spec.arch
         self.window = max(1, int(self.spec.window or 1))
         self.model_files = (path,)
-        self.name = f"trained:{self.arch}"
+        # a shipped model keeps its registry name (sr.name = "lrnet"); a file, its arch's
+        self.name = cfg.name if cfg.name != "trained" else f"trained:{self.arch}"
         log.info("trained SR: %s (%s, window %d) on %s", path, self.arch, self.window,
                  self.device)
 

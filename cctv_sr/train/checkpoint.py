@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cctv_sr.archs import build_arch, config_class
+from cctv_sr.archs import HEAD_ARCHS, build_arch, config_class
 from cctv_sr.config import apply_mapping
 from cctv_sr.errors import ModelError
 from cctv_sr.models.spec import ModelSpec
@@ -55,7 +55,7 @@ def spec_for(arch: str, arch_config: Any) -> ModelSpec:
     if arch == "srgan":
         scale = int(arch_config.scale)
         return ModelSpec(arch, scale, (128 // scale,), frames, "bgr", VALUE_RANGE)
-    if arch in ("lrhead", "lrmfn"):
+    if arch in HEAD_ARCHS:
         return ModelSpec(arch, 1, (), frames, "bgr", VALUE_RANGE)
     if arch == "lrnet":
         return ModelSpec(arch, 4, (), frames, "bgr", VALUE_RANGE)

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cctv_sr.archs import HEAD_ARCHS
 from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError
 from cctv_sr.models.ort import INSTALL_HINT, create_session
 from cctv_sr.models.spec import ModelSpec
@@ -106,7 +107,7 @@ def slim_checkpoint(src: Path, dst: Path) -> Path:
 def export_sides(arch: str, config: Any, spec: ModelSpec) -> tuple[int, int | None]:
     """``(side, largest)``: the input side an export of ``arch`` uses by default, and the largest
     side its graph can take without anti-aliased shrinking (None: any)."""
-    if arch in ("lrnet", "lrhead", "lrmfn"):
+    if arch == "lrnet" or arch in HEAD_ARCHS:
         return int(config.in_side), int(config.in_side)
     if arch == "srgan":
         return 128 // int(config.scale), None

@@ -129,6 +129,9 @@ def _open_csv(path: Path, columns: list[str], keep_until: int) -> tuple[Any, Any
 
 
 def _check_resume(ckpt: dict[str, Any], recipe: Recipe, path: Path) -> None:
+    if ckpt.get("slim") or "optimizer" not in ckpt:
+        raise ConfigError(f"{path} is slim ship weights, it cannot be resumed; resume from the "
+                          "run's last.pt")
     if ckpt["arch"] != recipe.arch or ckpt["arch_config"] != plain(recipe.arch_config):
         raise ConfigError(f"{path}: checkpoint is {ckpt['arch']} {ckpt['arch_config']}, the "
                           f"recipe asks for {recipe.arch} {plain(recipe.arch_config)}")

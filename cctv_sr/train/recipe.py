@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cctv_sr.archs import config_class
+from cctv_sr.archs import HEAD_ARCHS, config_class
 from cctv_sr.archs.srgan import SrganDiscriminatorConfig
 from cctv_sr.config import apply_mapping, parse_override, read_toml
 from cctv_sr.data.augment import DegradeConfig
@@ -37,8 +37,7 @@ else:  # pragma: no cover
 __all__ = ["DataConfig", "LossConfig", "OptimConfig", "Recipe", "RunSection", "load_recipe",
            "plain", "recipe_from_mapping", "recipe_to_mapping"]
 
-TRAINABLE = ("lrnet", "ipunet", "srgan", "lrhead", "lrmfn")
-HEADS = ("lrhead", "lrmfn")  # LR identity heads: distilled from embeddings, not SR
+TRAINABLE = ("lrnet", "ipunet", "srgan", *HEAD_ARCHS)
 INITS = ("", "teacher")  # arch.init: random, or the identity network's weights (lrmfn)
 PIXEL_LOSSES = ("l1", "charbonnier")
 SCHEDULES = ("cosine", "step", "constant")
@@ -168,7 +167,7 @@ class Recipe:
     @property
     def mode(self) -> str:
         """``distill`` for the LR identity head, ``sr`` for the super-resolvers."""
-        return "distill" if self.arch in HEADS else "sr"
+        return "distill" if self.arch in HEAD_ARCHS else "sr"
 
     @property
     def frames(self) -> int:
