@@ -2,7 +2,7 @@
 
     python samples/absent_gallery_runs.py OUTDIR --gallery-dir ../shared/data/gallery/faceapi_bbt \\
         --clips ../shared/data/videos/cctv_like/*.mp4 ../shared/data/videos/talking_heads/*.mp4 \\
-        [--embedder mobilefacenet] [--max-frames 150] [--json result.json]
+        [--embedder mobilefacenet] [--max-frames 150] [--set head.name=lrmfn] [--json result.json]
 
 Every gallery person is absent from every clip, so every named track is a false alarm (an
 innocent person, or something that is not a face, given a watchlist name). The report counts,
@@ -31,6 +31,7 @@ class ClipResult:
     named: int
     named_lr_only: int
     named_sr_only: int
+    named_head_only: int  # tracks the LR head alone would have named (0 without a head)
     not_matchable: int  # tracks the gate held back (not faces, too few usable faces)
     names: tuple[str, ...]
     best_named_score: float | None
@@ -43,9 +44,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def run_clip(clip: Path, gallery_db: Path, out: Path, embedder: str,
-             max_frames: int) -> ClipResult:
+             max_frames: int, settings: tuple[str, ...] = ()) -> ClipResult:
     args = ["run", str(clip), "--out", str(out), "--quiet", "--overwrite", "--gallery",
             str(gallery_db), "--set", f"embedder.name={embedder}"]
+    for setting in settings:
+        args += ["--set", setting]
     if max_frames:
         args += ["--max-frames", str(max_frames)]
     if cctv_main(args) != 0:
@@ -57,6 +60,7 @@ def run_clip(clip: Path, gallery_db: Path, out: Path, embedder: str,
     return ClipResult(clip.name, gallery_db.stem, embedder, len(tracks), len(matches),
                       len(named), sum(m["decision_lr_only"] is not None for m in matches),
                       sum(m["decision_sr_only"] is not None for m in matches),
+                      sum(m.get("decision_head_only") is not None for m in matches),
                       sum(not m["gate"]["matchable"] for m in matches),
                       tuple(sorted({m["decision"] for m in named})), best)
 
@@ -69,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=Path, nargs="+", required=True)
     p.add_argument("--embedder", default="mobilefacenet")
     p.add_argument("--max-frames", type=int, default=150)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a cctv-sr run setting for every run, e.g. head.name=lrmfn")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     args.outdir.mkdir(parents=True, exist_ok=True)
@@ -80,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"gallery build failed for {gdir}")
         for clip in args.clips:
             out = args.outdir / f"{gdir.name}-{args.embedder}" / clip.stem
-            r = run_clip(clip, db, out, args.embedder, args.max_frames)
+            r = run_clip(clip, db, out, args.embedder, args.max_frames, tuple(args.set))
             results.append(r)
             print(f"{r.gallery:22} {r.clip:48} tracks {r.tracks:3} scored {r.scored:3} "
-                  f"named {r.named:2} (LR only {r.named_lr_only}, SR only {r.named_sr_only}) "
+                  f"named {r.named:2} (LR only {r.named_lr_only}, SR only {r.named_sr_only}, "
+                  f"head only {r.named_head_only}) "
                   f"not matchable {r.not_matchable:2} "
                   f"{','.join(r.names)}", flush=True)
     total = sum(r.scored for r in results)

@@ -166,3 +166,32 @@ def test_calibrate_sizes_command(tiny_tree: Path, tmp_path: Path, monkeypatch, c
     assert rows[("hr", 0.01)]["threshold_lower_bound"] is not None
     assert len(data["watchlist"]) == 6 and data["hr"]["impostor_pairs"] == 60
     assert data["restore"] == "bicubic"
+
+
+def test_calibrate_sizes_with_the_shipped_lr_head(tiny_tree: Path, tmp_path: Path,
+                                                  monkeypatch, capsys) -> None:
+    """`--method lrhead=lrmfn.pt`: the 16 px rows are the LR head's vectors of the degraded
+    probes against MobileFaceNet's HR vectors (the same pairs as bicubic's, other scores); a
+    head in another space than --embedder is refused."""
+    import json
+
+    from cctv_sr.cli import main
+
+    if (SHARED / "models").is_dir():
+        monkeypatch.setenv("CCTV_SR_MODELS", str(SHARED / "models"))
+    head = Path(__file__).resolve().parents[1] / "cctv_sr" / "models" / "weights" / "lrmfn.pt"
+    out = {}
+    for label, extra in (("bicubic", []), ("head", ["--method", f"lrhead={head}"])):
+        path = tmp_path / f"{label}.json"
+        assert main(["eval", "calibrate", "--data", str(tiny_tree), "--embedder",
+                     "mobilefacenet", "--quiet", "--sizes", "16", "--fars", "1e-1",
+                     "--workers", "1", "--json", str(path), *extra]) == 0
+        out[label] = json.loads(path.read_text())
+    capsys.readouterr()
+    assert out["head"]["restore"] == f"lrhead={head}" and out["bicubic"]["restore"] == "bicubic"
+    a, b = out["bicubic"]["rows"][0], out["head"]["rows"][0]
+    assert (a["impostor_pairs"], a["genuine_pairs"]) == (b["impostor_pairs"], b["genuine_pairs"])
+    assert a["threshold"] != b["threshold"]
+    assert main(["eval", "calibrate", "--data", str(tiny_tree), "--embedder", "dlib", "--quiet",
+                 "--sizes", "16", "--method", f"lrhead={head}"]) == 1
+    assert "embeds into the mobilefacenet space" in capsys.readouterr().err

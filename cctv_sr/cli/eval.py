@@ -110,6 +110,10 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     cal.add_argument("--workers", type=int, default=0, metavar="N",
                      help="worker processes for the degraded sizes (default: the number of "
                      "CPUs)")
+    cal.add_argument("--method", default="", metavar="M",
+                     help="what turns the degraded probes into vectors (default: the SR of "
+                     "`cctv-sr run`, then the embedder): any eval identify method, e.g. lrnet "
+                     "or lrhead=cctv_sr/models/weights/lrmfn.pt (the LR head's own thresholds)")
     _add_output(cal)
     return p
 
@@ -129,13 +133,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     sizes, fars = parse_sizes(args.sizes), parse_fars(args.fars)
     if args.workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {args.workers}")
-    legacy = sizes == (HR_SIZE,) and fars == DEFAULT_FARS
+    legacy = sizes == (HR_SIZE,) and fars == DEFAULT_FARS and not args.method
     if legacy:  # today's command: the same text and the same --json object
         c = calibrate(Path(args.data), args.embedder, args.max_identities, quiet=args.quiet)
         payload: dict[str, Any] = asdict(c)
     else:
         tc = calibrate_sizes(Path(args.data), args.embedder, sizes, fars, args.max_identities,
-                             workers=args.workers, quiet=args.quiet)
+                             workers=args.workers, quiet=args.quiet, method=args.method)
         c, payload = tc.hr, tc.to_json()
     sys.stdout.write(
         f"{c.embedder} ({c.version}), {c.images} images of {c.identities} identities, "

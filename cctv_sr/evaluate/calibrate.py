@@ -173,17 +173,25 @@ def degraded_pair_scores(probe_emb: np.ndarray, hr_emb: np.ndarray, labels: np.n
 
 def calibrate_sizes(root: Path, embedder_name: str, sizes: Sequence[str] = (HR_SIZE,),
                     fars: Sequence[float] = DEFAULT_FARS, max_identities: int = 0,
-                    workers: int = 0, quiet: bool = False, batch: int = 64) -> TailCalibration:
+                    workers: int = 0, quiet: bool = False, batch: int = 64,
+                    method: str = "") -> TailCalibration:
     """Tail thresholds per probe size (docs/EVAL.md 1c): HR pairs as :func:`calibrate`; for a
     size s every image is degraded to s x s (:func:`cctv_sr.data.degrade.degrade`, seeded by
     its file name as in ``eval identify``), restored to 128 by the SR of ``cctv-sr run``
-    (bicubic by default) on the eval worker pool and scored against every HR image."""
+    (bicubic by default) or ``method`` (any ``eval identify`` method: an SR backend, or an
+    embedding method such as ``lrhead=CKPT``, whose LR-probe vectors are then scored against
+    ``embedder_name``'s HR vectors) on the eval worker pool and scored against every HR
+    image."""
     t0 = time.perf_counter()
     sizes = tuple(sizes)
     fars = tuple(sorted(dict.fromkeys(float(f) for f in fars), reverse=True))
-    restore = default_sr_name()
+    restore = method or default_sr_name()
     reset_models()  # settings (e.g. $CCTV_SR_MODELS) may differ from a previous run
-    cached_method(restore)  # a bad SR setting fails before the slow part
+    built = cached_method(restore)  # a bad method fails before the slow part
+    space = getattr(built, "space", embedder_name)
+    if space != embedder_name:
+        raise ConfigError(f"--method {restore} embeds into the {space} space: calibrate it "
+                          f"with --embedder {space}")
     e = _embed_tree(root, embedder_name, max_identities, quiet, batch)
     hr = _hr_calibration(e, root, t0)
     tails: dict[str, Tail] = {}
