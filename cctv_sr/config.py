@@ -90,10 +90,10 @@ class HeadConfig:
     embedder that maps each LR crop straight into that embedder's space, a third score per
     track beside LR and SR (used only with a gallery; :mod:`cctv_sr.identity.match`)."""
 
-    # none (off) | lrmfn (the shipped head, opt-in until its thresholds are calibrated; used
-    # with galleries of the shipped MobileFaceNet, skipped with others) | checkpoint (a
-    # `cctv-sr train` file of lrhead / lrmfn in model_path)
-    name: str = "none"
+    # lrmfn (the shipped head; used with galleries of the shipped MobileFaceNet, skipped with
+    # others; docs/MODELS.md) | none (off) | checkpoint (a `cctv-sr train` file of lrhead /
+    # lrmfn in model_path)
+    name: str = "lrmfn"
     model_path: str = ""  # the checkpoint file (name=checkpoint needs one); empty = the manifest's
     batch_size: int = 64
     device: str = "cpu"

@@ -68,7 +68,7 @@ def test_bad_files(tmp_path: Path) -> None:
 
 
 def test_head_section(tmp_path: Path) -> None:
-    assert RunConfig().head.name == "none"  # off until the shipped head is calibrated
+    assert RunConfig().head.name == "lrmfn"  # the shipped head (skipped for other galleries)
     path = tmp_path / "head.toml"
     path.write_text('[head]\nname = "checkpoint"\nmodel_path = "runs/lrhead/last.pt"\n'
                     'batch_size = 16\ndevice = "cuda"\n')
@@ -82,8 +82,8 @@ def test_head_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="head.batch_size must be >= 1"):
         load_config(None, ["head.batch_size=0"])
     with pytest.raises(ConfigError, match="head.name is 'none'"):
-        load_config(None, ["head.model_path=x.pt"])  # the default name is none
-    assert load_config(None, ["head.name=lrmfn"]).head.name == "lrmfn"  # the shipped head
+        load_config(None, ["head.name=none", "head.model_path=x.pt"])
+    assert load_config(None, ["head.name=none"]).head.name == "none"  # off
     with pytest.raises(ConfigError, match=r"head.name: unknown LR identity head 'lrmf' "
                                           r"\(did you mean 'lrmfn'\? known: none, checkpoint"):
         load_config(None, ["head.name=lrmf"])

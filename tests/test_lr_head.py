@@ -211,8 +211,9 @@ def test_a_head_is_refused_for_a_gallery_of_another_embedder(head_ckpt: Path,
 def test_the_shipped_head_is_skipped_for_a_gallery_it_does_not_fit(
         head_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    """head.name=lrmfn (not the default) with a dlib gallery: skipped from its manifest's
-    teacher before anything is built or loaded, not an error; with a gallery of a user's own
+    """head.name=lrmfn (the default, here with another batch size) with a dlib gallery:
+    skipped from its manifest's teacher before anything is built or loaded, not an error;
+    with a gallery of a user's own
     MobileFaceNet file: skipped with a warning (an explicit checkpoint: ConfigError)."""
     shipped = create_embedder(EmbedderConfig()).version
     db = tmp_path / "g.db"
@@ -225,8 +226,8 @@ def test_the_shipped_head_is_skipped_for_a_gallery_it_does_not_fit(
 
     monkeypatch.setattr(registry, "build", counting_build)
     lrmfn = HeadConfig(name="lrmfn", batch_size=8)
-    assert HeadConfig() != lrmfn and HeadConfig().name == "none"
-    assert open_head(HeadConfig(), db, "mobilefacenet", 128, shipped) is None  # off
+    assert HeadConfig() != lrmfn and HeadConfig().name == "lrmfn"
+    assert open_head(HeadConfig(name="none"), db, "mobilefacenet", 128, shipped) is None
     assert open_head(lrmfn, db, "dlib", 128, "dlib v1") is None
     assert built == []  # decided from the manifest's [spec] teacher
     user = "user file for mobilefacenet sha256:0123456789ab"
@@ -247,11 +248,10 @@ def test_a_head_opens_with_a_gallery_of_its_teacher(head_ckpt: Path, tmp_path: P
     head_cfg = HeadConfig(name="checkpoint", model_path=str(head_ckpt))
     setup = open_identity(RunConfig(match=MatchConfig(gallery=str(db)), head=head_cfg))
     assert setup.head is not None and setup.head.space == setup.embedder.name
-    # by default no head (the shipped one is opt-in until calibrated); head.name=lrmfn: the
-    # shipped head, in MobileFaceNet's space
-    assert open_identity(RunConfig(match=MatchConfig(gallery=str(db)))).head is None
-    on = RunConfig(match=MatchConfig(gallery=str(db)), head=HeadConfig(name="lrmfn"))
-    shipped = open_identity(on).head
+    # by default the shipped head, in MobileFaceNet's space; head.name=none: no head
+    off = RunConfig(match=MatchConfig(gallery=str(db)), head=HeadConfig(name="none"))
+    assert open_identity(off).head is None
+    shipped = open_identity(RunConfig(match=MatchConfig(gallery=str(db)))).head
     assert shipped is not None and shipped.name == "lrmfn" and shipped.space == "mobilefacenet"
     assert shipped.model_files[0].name == "lrmfn.pt"
     writer = setup.writer_for(OutputWriter(tmp_path / "out", OutputConfig()))
