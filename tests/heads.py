@@ -22,7 +22,7 @@ TINY = {
 }
 
 
-def write_trainset(path: Path, n: int = 24, groups: int = 12) -> Path:
+def write_trainset(path: Path, n: int = 40, groups: int = 20) -> Path:
     """A cache file in the trainset format (codec raw) of ``n`` synthetic 128 crops."""
     rng = np.random.default_rng(7)
     crops = np.empty((n, 128, 128, 3), np.uint8)
@@ -47,7 +47,7 @@ def write_trainset(path: Path, n: int = 24, groups: int = 12) -> Path:
 def train_tiny(arch: str, folder: Path, steps: int = 2) -> Path:
     """``folder/run/last.pt``: ``steps`` steps of a tiny ``arch`` on a synthetic trainset."""
     folder.mkdir(parents=True, exist_ok=True)
-    trainset = write_trainset(folder / "trainset.npz")
+    trainset = write_trainset(folder / "trainset.npz", n=24, groups=12)
     data = {
         "arch": {"name": arch, "config": TINY[arch]},
         "data": {"trainset": str(trainset), "val_fraction": 0.3, "val_faces": 6,

@@ -8,7 +8,6 @@ The nets are tiny configs; MobileFaceNet is the shipped one.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from heads import write_trainset  # the synthetic trainset, shared with the head tests
 
 from cctv_sr.cli.main import main as cli_main
 from cctv_sr.errors import ConfigError
@@ -34,28 +34,6 @@ TINY = {
     "ipunet": {"base_channels": 4, "max_channels": 8, "depth": 3},
     "lrmfn": {},  # MobileFaceNet's own size (it starts from the shipped weights)
 }
-
-
-def write_trainset(path: Path, n: int = 40, groups: int = 20) -> Path:
-    """A cache file in the trainset format (codec raw) of ``n`` synthetic 128 crops."""
-    rng = np.random.default_rng(7)
-    crops = np.empty((n, 128, 128, 3), np.uint8)
-    for i in range(n):
-        low = rng.uniform(0, 255, (6, 6, 3)).astype(np.float32)
-        img = cv2.resize(low, (128, 128), interpolation=cv2.INTER_CUBIC)
-        img += rng.normal(0, 8, img.shape).astype(np.float32)
-        crops[i] = np.clip(img, 0, 255).astype(np.uint8)
-    names = np.array([f"synthetic_{g:02d}.jpg" for g in range(groups)])
-    group = (np.arange(n) % groups).astype(np.int32)
-    meta = {"version": 1, "count": n, "counts": {"utkface": n, "clip": 0, "lfw": 0},
-            "groups": groups, "detector": "none", "detector_sha256": "", "aligner": "synthetic",
-            "codec": "raw", "params": {}, "skipped": {}, "excluded": {}, "build_key": "test",
-            "seconds": 0.0}
-    np.savez(path, data=crops.reshape(-1), offsets=np.zeros(1, np.int64), group=group,
-             group_names=names, source=np.zeros(n, np.int8),
-             native_px=np.full(n, 128, np.float32), frame=np.full(n, -1, np.int32),
-             path_sha=np.array([b"0" * 16] * n, "S16"), meta=np.array(json.dumps(meta)))
-    return path
 
 
 @pytest.fixture(scope="module")
