@@ -173,8 +173,27 @@ def test_lrmfn_starts_from_the_teacher(trainset: Path, tmp_path: Path,
     assert again.step == 2 and inits == []  # resumed from its own weights, never re-initialised
     with pytest.raises(ConfigError, match="only lrmfn"):
         recipe_from_mapping({"arch": {"name": "lrnet", "init": "teacher"}})
-    with pytest.raises(ConfigError, match="arch.init must be one of"):
+    with pytest.raises(ConfigError, match="arch.init must be '', 'teacher' or a checkpoint"):
         recipe_from_mapping({"arch": {"name": "lrmfn", "init": "imagenet"}})
+
+
+def test_arch_init_from_another_run(trainset: Path, tmp_path: Path) -> None:
+    """arch.init = CKPT: a run starts from another run's EMA weights (SRGAN's adversarial
+    phase from its pixel-loss phase); another arch or config is refused."""
+    first = train(recipe_from_mapping(tiny("lrnet", trainset, tmp_path / "a")), quiet=True)
+    start = torch.load(first.checkpoint, weights_only=True)["ema"]
+    data = tiny("lrnet", trainset, tmp_path / "b", optim={"lr": 1e-12, "warmup_steps": 0},
+                run={"steps": 1, "val_every": 1, "ckpt_every": 1, "ema_decay": 0.0})
+    data["arch"]["init"] = str(first.checkpoint)
+    train(recipe_from_mapping(data), quiet=True)
+    got = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    for key, value in start.items():
+        assert torch.allclose(got[key].float(), value.float(), atol=1e-6), key
+    other = tiny("lrnet", trainset, tmp_path / "c")
+    other["arch"]["config"] = {**other["arch"]["config"], "channels": 4}
+    other["arch"]["init"] = str(first.checkpoint)
+    with pytest.raises(ConfigError, match="arch.init .*a checkpoint of lrnet"):
+        train(recipe_from_mapping(other), quiet=True)
 
 
 def test_srgan_adversarial_and_perceptual_warning(trainset: Path, tmp_path: Path,

@@ -141,6 +141,19 @@ def _check_resume(ckpt: dict[str, Any], recipe: Recipe, path: Path) -> None:
         log.warning("resuming %s with changed recipe sections: %s", path, ", ".join(changed))
 
 
+def _init_from_checkpoint(model: torch.nn.Module, recipe: Recipe, path: Path) -> None:
+    """``model`` starts from the EMA weights of another run's checkpoint of the same arch and
+    config (ConfigError otherwise); the optimiser, step and RNGs start fresh."""
+    start = read_checkpoint(path)
+    if start["arch"] != recipe.arch or start["arch_config"] != plain(recipe.arch_config):
+        raise ConfigError(f"arch.init {path}: a checkpoint of {start['arch']} "
+                          f"{start['arch_config']}, the recipe trains {recipe.arch} "
+                          f"{plain(recipe.arch_config)}")
+    model.load_state_dict(start["ema"])
+    log.info("%s starts from the EMA weights of %s (step %d)", recipe.arch, path,
+             int(start["step"]))
+
+
 def train(recipe: Recipe, *, resume: bool = False, stop_after: int | None = None,
           quiet: bool = False) -> TrainResult:
     """Train ``recipe`` in its run directory (see the module docstring); ``stop_after`` ends
@@ -183,6 +196,8 @@ def train(recipe: Recipe, *, resume: bool = False, stop_after: int | None = None
     if recipe.arch_init == "teacher" and ckpt is None:
         model.init_from(torch.load(embedder_path, map_location="cpu", weights_only=True))  # type: ignore[operator]
         log.info("%s starts from the identity network's weights %s", recipe.arch, embedder_path)
+    elif recipe.arch_init and ckpt is None:
+        _init_from_checkpoint(model, recipe, Path(recipe.arch_init).expanduser())
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     identity = L.FaceIdentity.from_file(embedder_path, device)
     perceptual = None

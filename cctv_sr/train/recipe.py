@@ -38,7 +38,7 @@ __all__ = ["DataConfig", "LossConfig", "OptimConfig", "Recipe", "RunSection", "l
            "plain", "recipe_from_mapping", "recipe_to_mapping"]
 
 TRAINABLE = ("lrnet", "ipunet", "srgan", *HEAD_ARCHS)
-INITS = ("", "teacher")  # arch.init: random, or the identity network's weights (lrmfn)
+INITS = ("", "teacher")  # arch.init: random, the identity net's weights (lrmfn), or a CKPT path
 PIXEL_LOSSES = ("l1", "charbonnier")
 SCHEDULES = ("cosine", "step", "constant")
 DEVICES = ("cpu", "cuda")
@@ -158,7 +158,10 @@ class Recipe:
 
     arch: str
     arch_config: Any
-    arch_init: str = ""  # [arch] init: "" random | "teacher" (lrmfn: the MobileFaceNet weights)
+    # [arch] init: "" random | "teacher" (lrmfn: the MobileFaceNet weights) | the path of a
+    # `cctv-sr train` checkpoint of the same arch and config (its EMA weights; e.g. SRGAN's
+    # adversarial phase from its SRResNet phase)
+    arch_init: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -224,8 +227,9 @@ def recipe_from_mapping(data: dict[str, Any], overrides: list[str] | None = None
     if arch_table:
         raise ConfigError(f"arch: unknown key(s) {sorted(arch_table)} (known: name, config, "
                           "init)")
-    if init not in INITS:
-        raise ConfigError(f"arch.init must be one of {INITS}, got {init!r}")
+    if init not in INITS and not init.endswith(".pt"):
+        raise ConfigError(f"arch.init must be '', 'teacher' or a checkpoint file (.pt), got "
+                          f"{init!r}")
     if init == "teacher" and name != "lrmfn":
         raise ConfigError(f"arch.init = 'teacher' starts from MobileFaceNet's weights: only "
                           f"lrmfn has that architecture, not {name}")
