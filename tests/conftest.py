@@ -1,14 +1,17 @@
-"""Shared fixtures: where ../shared and the packaged test photos are, and skips when absent."""
+"""Shared fixtures: where ../shared and the packaged test photos are, and skips when absent;
+``one_torch_thread`` for modules of small torch batches."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CCTV_SR_SHARED", REPO.parent / "shared")).resolve()
@@ -47,3 +50,14 @@ def portrait_photo() -> np.ndarray:
     image = cv2.imread(str(insightface_image_dir() / "Tom_Hanks_54745.png"))
     assert image is not None
     return image
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch intra-op thread for a module (``pytestmark =
+    pytest.mark.usefixtures("one_torch_thread")``): small batches gain nothing from more, and
+    on a busy machine multi-threaded first calls can stall for seconds. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

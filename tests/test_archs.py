@@ -8,7 +8,6 @@ numbers written in its class docstring (read from the docstring, so the two cann
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -53,13 +52,7 @@ VGG19_KEYS = [pair for i, cin, cout in VGG19_CONVS
                            (f"features.{i}.bias", (cout,)))]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread (small batches; a busy machine stalls multi-threaded calls)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def documented(cls: type, what: str) -> float:

@@ -8,7 +8,6 @@ tests/test_eval_identify.py relies on too); lrmfn is MobileFaceNet's own size.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,17 +42,11 @@ RUNS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread (small batches; a busy machine stalls multi-threaded calls)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory: pytest.TempPathFactory, _one_thread: None) -> dict[str, Path]:
+def ckpts(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> dict[str, Path]:
     """name -> the last.pt of a 2-step run (heads distilled from the shipped MobileFaceNet)."""
     root = tmp_path_factory.mktemp("export")
     trainset = write_trainset(root / "trainset.npz")

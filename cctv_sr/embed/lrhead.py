@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.fx.experimental.optimization import fuse
 
 from cctv_sr.archs import HEAD_ARCHS
 from cctv_sr.config import HeadConfig
 from cctv_sr.detect.mtcnn import torch_device
-from cctv_sr.embed.base import MIN_SIDE, check_crops, model_version
+from cctv_sr.embed.base import MIN_SIDE, check_crops, chunks, model_version
+from cctv_sr.embed.mobilefacenet_net import inference_form as mobilefacenet_inference_form
 from cctv_sr.errors import ConfigError, ContractError, ModelError
 from cctv_sr.models import registry
 from cctv_sr.models.resolve import sha256_file
@@ -62,8 +62,7 @@ def inference_form(net: nn.Module) -> nn.Module:
     from cctv_sr.archs.lrmfn import LrMfn
 
     if isinstance(net, LrMfn):
-        inner = fuse(net.net.eval()).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        net.net = _ChannelsLast(inner)  # type: ignore[assignment]
+        net.net = _ChannelsLast(mobilefacenet_inference_form(net.net))  # type: ignore[assignment]
     return net
 
 
@@ -147,12 +146,11 @@ class LrHeadEmbedder:
             return np.zeros((0, self.dim), np.float32)
         if shape[2] < MIN_SIDE:
             raise ContractError(f"{self.name}: crop side must be >= {MIN_SIDE}, got {shape[2]}")
-        step = self.cfg.batch_size
         parts = []
         with torch.inference_mode():
-            for start in range(0, len(windows), step):
+            for part_slice in chunks(len(windows), self.cfg.batch_size):
                 # C-contiguous and writable (a broadcast still is read-only): torch takes it
-                part = np.require(windows[start:start + step], requirements=["C", "W"])
+                part = np.require(windows[part_slice], requirements=["C", "W"])
                 y = self.net(to_input(part, self.device)).float()
                 parts.append(torch.nn.functional.normalize(y, dim=1).cpu().numpy())
         return np.concatenate(parts).astype(np.float32, copy=False)

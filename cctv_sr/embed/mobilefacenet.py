@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.fx.experimental.optimization import fuse
 
 from cctv_sr.config import EmbedderConfig
 from cctv_sr.detect.mtcnn import torch_device
@@ -31,7 +30,7 @@ from cctv_sr.embed.base import (
     model_version,
     resize_crops,
 )
-from cctv_sr.embed.mobilefacenet_net import MobileFaceNet
+from cctv_sr.embed.mobilefacenet_net import MobileFaceNet, inference_form
 from cctv_sr.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class MobileFaceNetEmbedder(FaceEmbedder):
                              f"{str(exc).splitlines()[0]}") from None
         # inference form: batch norms folded into the convolutions, channels-last memory
         # (together about 2x faster on CPU than the plain module; outputs agree within 1e-5)
-        self._net = fuse(net.eval()).to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._net = inference_form(net).to(self.device)
         mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
         self._mean, self._std = mean.to(self.device), std.to(self.device)
