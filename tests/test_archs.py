@@ -146,6 +146,13 @@ def test_lrmfn_starts_as_its_teacher_for_any_window() -> None:
             head.init_from(teacher.state_dict())
             got = head.eval()(x.repeat(1, frames, 1, 1))
             assert torch.allclose(got, want, atol=1e-5), frames
+        # a trained LR-MFN of another window length (keys net.*) starts a T = 5 one the same way
+        for source in (1, 3):
+            trained = LrMfn(LrMfnConfig(in_frames=source))
+            trained.init_from(teacher.state_dict())
+            five = LrMfn(LrMfnConfig(in_frames=5))
+            five.init_from(trained.state_dict())
+            assert torch.allclose(five.eval()(x.repeat(1, 5, 1, 1)), want, atol=1e-5), source
     with pytest.raises(ModelError, match="not a MobileFaceNet state dict"):
         LrMfn().init_from({"conv1.0.weight": torch.zeros(64, 3, 3, 3)})
     with pytest.raises(ConfigError, match="in_side"):

@@ -103,6 +103,26 @@ def test_slim_checkpoint_loads_and_gives_the_same_outputs(ckpts: dict[str, Path]
         assert torch.equal(a(x), b(x))
 
 
+@pytest.mark.parametrize("name", ["ipunet", "srgan"])
+def test_half_slim_weights_load_into_float32(ckpts: dict[str, Path], tmp_path: Path,
+                                             name: str) -> None:
+    """--half (the large baselines): float16 tensors in the file, half its size, float32
+    parameters once loaded, outputs within float16's rounding of the full file's."""
+    full = slim_checkpoint(ckpts[name], tmp_path / "full.pt")
+    half = slim_checkpoint(ckpts[name], tmp_path / "half.pt", half=True)
+    ckpt = read_checkpoint(half)
+    assert ckpt["half"] is True and ckpt["slim"] is True
+    assert all(v.dtype == torch.float16 for v in ckpt["ema"].values() if v.is_floating_point())
+    assert half.stat().st_size < 0.6 * full.stat().st_size + 64_000
+    a, _ = load_checkpoint(full)
+    b, _ = load_checkpoint(half)
+    assert all(p.dtype == torch.float32 for p in b.parameters())
+    x = _input(name, 32)
+    with torch.inference_mode():
+        ya, yb = a(x), b(x)
+    assert not torch.equal(ya, yb) and (ya - yb).abs().max() < 2e-2
+
+
 @pytest.mark.parametrize("name", list(RUNS))
 def test_onnx_export_parity_and_metadata(ckpts: dict[str, Path], onnx_files: dict,
                                          name: str) -> None:
@@ -210,6 +230,13 @@ def test_cli_export(ckpts: dict[str, Path], tmp_path: Path, capsys) -> None:
                      "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["format"] == "pt" and summary["bytes"] < summary["checkpoint_bytes"]
+    assert summary["half"] is False
+    assert cli_main(["export", str(ckpts["lrnet"]), "--out", str(tmp_path / "h.pt"), "--half",
+                     "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["half"] is True
+    assert cli_main(["export", str(ckpts["lrnet"]), "--out", str(tmp_path / "h16.onnx"),
+                     "--half"]) == 1
+    assert "--half is for slim .pt weights" in capsys.readouterr().err
     assert cli_main(["export", str(ckpts["lrhead"]), "--out", str(tmp_path / "h.bin"),
                      "--format", "onnx", "--opset", "13", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

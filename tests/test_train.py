@@ -171,6 +171,11 @@ def test_lrmfn_starts_from_the_teacher(trainset: Path, tmp_path: Path,
     inits.clear()
     again = train(recipe_from_mapping(resumed), resume=True, quiet=True)
     assert again.step == 2 and inits == []  # resumed from its own weights, never re-initialised
+    # a T = 3 head starts from this T = 1 run (its first layer spread over the frames)
+    three = tiny("lrmfn", trainset, tmp_path / "mfn3",
+                 data={"teacher_cache": str(tmp_path / "teacher")}, run={"steps": 1})
+    three["arch"].update(init=str(out / "last.pt"), config={"in_frames": 3})
+    assert train(recipe_from_mapping(three), quiet=True).step == 1 and len(inits) == 1
     with pytest.raises(ConfigError, match="only lrmfn"):
         recipe_from_mapping({"arch": {"name": "lrnet", "init": "teacher"}})
     with pytest.raises(ConfigError, match="arch.init must be '', 'teacher' or a checkpoint"):
@@ -194,6 +199,11 @@ def test_arch_init_from_another_run(trainset: Path, tmp_path: Path) -> None:
     other["arch"]["init"] = str(first.checkpoint)
     with pytest.raises(ConfigError, match="arch.init .*a checkpoint of lrnet"):
         train(recipe_from_mapping(other), quiet=True)
+    frames = tiny("lrnet", trainset, tmp_path / "d")  # lrnet has no init_from for other T
+    frames["arch"]["config"] = {**frames["arch"]["config"], "in_frames": 3}
+    frames["arch"]["init"] = str(first.checkpoint)
+    with pytest.raises(ConfigError, match="arch.init .*a checkpoint of lrnet"):
+        train(recipe_from_mapping(frames), quiet=True)
 
 
 def test_srgan_adversarial_and_perceptual_warning(trainset: Path, tmp_path: Path,

@@ -83,13 +83,17 @@ class LrMfn(nn.Module):
         self.register_buffer("std", std, persistent=False)
 
     def init_from(self, teacher_state: dict[str, torch.Tensor]) -> None:
-        """Load a MobileFaceNet state dict (the teacher's); with ``T > 1`` the first conv's
-        weights are divided evenly over the frames. ModelError when it does not fit."""
-        state = dict(teacher_state)
+        """Load a MobileFaceNet state dict (the teacher's) or another ``LrMfn``'s (keys
+        ``net.*``, any ``in_frames``); a first conv made for fewer frames than this head's is
+        spread evenly over the frames (its per-frame mean when it had several). ModelError
+        when it does not fit."""
+        state = {k.removeprefix("net."): v for k, v in teacher_state.items()}
         t = self.config.in_frames
         key = "conv1.0.weight"
-        if t > 1 and key in state:
-            state[key] = state[key].repeat(1, t, 1, 1) / t
+        if key in state and state[key].shape[1] != 3 * t:
+            w = state[key]
+            per_frame = w.reshape(w.shape[0], -1, 3, *w.shape[2:]).sum(1)  # one frame's sum
+            state[key] = per_frame.repeat(1, t, 1, 1) / t
         try:
             self.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:

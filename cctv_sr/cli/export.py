@@ -3,6 +3,7 @@
 
     cctv-sr export runs/lrnet/last.pt --out lrnet.onnx            # ONNX, parity-checked
     cctv-sr export runs/lrnet/last.pt --out lrnet.pt              # slim weights (EMA only)
+    cctv-sr export runs/ipunet/last.pt --out ipunet.pt --half     # float16 slim weights
     cctv-sr export runs/lrhead/last.pt --out head.bin --format pt --json
 """
 
@@ -27,6 +28,9 @@ def add_export_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=sorted(set(FORMATS.values())),
                    help="onnx | pt (default: from the --out suffix)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--half", action="store_true",
+                   help="slim .pt only: store the weights as float16 (half the size; they load "
+                        "back into float32)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -48,9 +52,12 @@ def _format(args: argparse.Namespace) -> str:
 
 def run_export(args: argparse.Namespace) -> int:
     from cctv_sr.archs import HEAD_ARCHS
+    from cctv_sr.errors import ConfigError
     from cctv_sr.train.export import export_onnx, slim_checkpoint
 
     fmt = _format(args)
+    if args.half and fmt != "pt":
+        raise ConfigError("--half is for slim .pt weights; an ONNX export keeps float32")
     src: Path = args.checkpoint
     summary: dict[str, Any] = {"checkpoint": str(src), "out": str(args.out), "format": fmt}
     if fmt == "onnx":
@@ -67,10 +74,11 @@ def run_export(args: argparse.Namespace) -> int:
             summary["note"] = note
             text += f"; {note}"
     else:
-        out = slim_checkpoint(src, args.out)
+        out = slim_checkpoint(src, args.out, half=args.half)
         size, full = out.stat().st_size, src.stat().st_size
-        summary.update(bytes=size, checkpoint_bytes=full)
-        text = (f"{src} -> {out} (slim weights, {size / 1e6:.2f} MB from {full / 1e6:.2f} MB; "
+        summary.update(bytes=size, checkpoint_bytes=full, half=bool(args.half))
+        kind = "float16 slim weights" if args.half else "slim weights"
+        text = (f"{src} -> {out} ({kind}, {size / 1e6:.2f} MB from {full / 1e6:.2f} MB; "
                 f"loads with load_checkpoint, cannot be resumed)")
     print(json.dumps(summary) if args.json else text)
     return 0

@@ -17,7 +17,8 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
         "train", help="train an SR net or the LR identity head from a recipe",
         description="Train the net a recipe TOML names (pipelines/train_*.toml). Outputs "
                     "(train.csv, val.csv, val/*.png, ckpt_*.pt, last.pt) go to the run "
-                    "directory: --out, run.out_dir, or <cache>/train/runs/<arch>.")
+                    "directory: --out, run.out_dir, or <cache>/train/runs/<arch> (<arch>_t<T> "
+                    "for T > 1).")
     p.add_argument("recipe", type=Path, help="recipe TOML, e.g. pipelines/train_lrnet.toml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set run.steps=500 (repeatable)")

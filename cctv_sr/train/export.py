@@ -8,7 +8,8 @@ are made from it (``cctv-sr export``, :mod:`cctv_sr.cli.export`):
 * :func:`slim_checkpoint`: the same format (``cctv_sr.train/1``) with only the keys
   :func:`~cctv_sr.train.checkpoint.load_checkpoint` reads plus ``train_sides``, ``elapsed_s``,
   ``metrics`` and ``slim = True``; ``model`` and ``ema`` are both the EMA weights (the same
-  tensors, stored once), floating-point tensors as contiguous float32 on the CPU. It loads
+  tensors, stored once), floating-point tensors as contiguous float32 on the CPU (float16 with
+  ``half``, ``half = True`` in the file: for the large baselines). It loads
   wherever a checkpoint does (``--sr trained``, ``--methods lrhead=``) but cannot be resumed.
 * :func:`export_onnx`: the EMA network traced by torch's TorchScript exporter (``dynamo=False``),
   input ``"lr"`` ``(batch, T*3, side, side)`` BGR in [0, 1], output ``"out"``, the batch axis
@@ -84,20 +85,24 @@ class OnnxExport:
     n_checked: int
 
 
-def _ship_tensor(t: torch.Tensor) -> torch.Tensor:
+def _ship_tensor(t: torch.Tensor, half: bool) -> torch.Tensor:
     t = t.detach().to("cpu")
-    return (t.float() if t.is_floating_point() else t).contiguous()
+    if t.is_floating_point():
+        t = t.half() if half else t.float()
+    return t.contiguous()
 
 
-def slim_checkpoint(src: Path, dst: Path) -> Path:
+def slim_checkpoint(src: Path, dst: Path, half: bool = False) -> Path:
     """A ship-ready weights file at ``dst`` from the training checkpoint ``src`` (see the module
-    docstring); written atomically. Returns ``dst``."""
+    docstring); written atomically. ``half`` stores the floating-point tensors as float16 (half
+    the file; ``load_state_dict`` casts them back to the float32 parameters, so outputs move
+    by about 1e-3 of their range). Returns ``dst``."""
     src, dst = Path(src), Path(dst)
     ckpt = read_checkpoint(src)
-    weights = {k: _ship_tensor(v) for k, v in ckpt["ema"].items()}
+    weights = {k: _ship_tensor(v, half) for k, v in ckpt["ema"].items()}
     payload: dict[str, Any] = {k: ckpt[k] for k in SLIM_KEYS if k in ckpt}
     # two dicts, the same tensors: torch.save writes each storage once
-    payload.update(model=dict(weights), ema=weights, slim=True)
+    payload.update(model=dict(weights), ema=weights, slim=True, half=bool(half))
     save_checkpoint(dst, payload)
     log.info("slim checkpoint %s (%d bytes) from %s (%d bytes)", dst, dst.stat().st_size, src,
              src.stat().st_size)

@@ -105,12 +105,14 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
 
 
 def run_dir(recipe: Recipe) -> Path:
-    """``run.out_dir``, or ``<cache root>/train/runs/<arch>``."""
+    """``run.out_dir``, or ``<cache root>/train/runs/<arch>`` (``<arch>_t<T>`` for windows of
+    T > 1 frames, so a burst model never lands in its single-frame run)."""
     if recipe.run.out_dir:
         return Path(recipe.run.out_dir).expanduser()
     from cctv_sr.models.resolve import cache_root
 
-    return cache_root() / "train" / "runs" / recipe.arch
+    name = recipe.arch if recipe.frames == 1 else f"{recipe.arch}_t{recipe.frames}"
+    return cache_root() / "train" / "runs" / name
 
 
 def _open_csv(path: Path, columns: list[str], keep_until: int) -> tuple[Any, Any]:
@@ -143,13 +145,21 @@ def _check_resume(ckpt: dict[str, Any], recipe: Recipe, path: Path) -> None:
 
 def _init_from_checkpoint(model: torch.nn.Module, recipe: Recipe, path: Path) -> None:
     """``model`` starts from the EMA weights of another run's checkpoint of the same arch and
-    config (ConfigError otherwise); the optimiser, step and RNGs start fresh."""
+    config; or, for an arch with ``init_from`` (lrmfn), of a config that differs only in
+    ``in_frames`` (a T = 1 head starts a T = 5 one, its first layer spread over the frames).
+    ConfigError otherwise; the optimiser, step and RNGs start fresh."""
     start = read_checkpoint(path)
-    if start["arch"] != recipe.arch or start["arch_config"] != plain(recipe.arch_config):
+    want = plain(recipe.arch_config)
+    other_frames = {**start["arch_config"], "in_frames": want.get("in_frames")} == want
+    same = start["arch_config"] == want
+    if start["arch"] != recipe.arch or not (same or (other_frames and hasattr(model,
+                                                                            "init_from"))):
         raise ConfigError(f"arch.init {path}: a checkpoint of {start['arch']} "
-                          f"{start['arch_config']}, the recipe trains {recipe.arch} "
-                          f"{plain(recipe.arch_config)}")
-    model.load_state_dict(start["ema"])
+                          f"{start['arch_config']}, the recipe trains {recipe.arch} {want}")
+    if same:
+        model.load_state_dict(start["ema"])
+    else:
+        model.init_from(start["ema"])  # type: ignore[operator]
     log.info("%s starts from the EMA weights of %s (step %d)", recipe.arch, path,
              int(start["step"]))
 
