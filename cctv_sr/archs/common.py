@@ -23,6 +23,7 @@ __all__ = [
     "centre_frame",
     "check_input",
     "check_range",
+    "fit_input",
 ]
 
 
@@ -50,6 +51,16 @@ def bicubic(x: torch.Tensor, side: int) -> torch.Tensor:
     shrink = x.shape[-2] > side or x.shape[-1] > side
     return F.interpolate(x, size=(side, side), mode="bicubic", align_corners=False,
                          antialias=shrink)
+
+
+def fit_input(x: torch.Tensor, input_sides: tuple[int, ...] | list[int]) -> torch.Tensor:
+    """The LR window as a net with a fixed input side takes it: resized (:func:`bicubic`) to
+    ``input_sides[0]`` when its ModelSpec names exactly one side (srgan: ``128 / scale``, a
+    fully convolutional net trained on that side); unchanged for nets that take any side (they
+    resample inside ``forward``). Training, validation and inference all go through here."""
+    if len(input_sides) == 1:
+        return bicubic(x, int(input_sides[0]))
+    return x
 
 
 def centre_frame(x: torch.Tensor, frames: int) -> torch.Tensor:

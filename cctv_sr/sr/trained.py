@@ -7,9 +7,11 @@ config, its EMA weights are loaded (:func:`cctv_sr.train.checkpoint.load_checkpo
 ``cctv-sr export`` loads the same way; an exported ``.onnx`` runs through onnxruntime
 (:mod:`cctv_sr.sr.trained_onnx`: crops resized with bicubic to the file's input side first).
 Crops go in as BGR floats in [0, 1], ``(N, T*3, S, S)``; a still is repeated T times (the same
-frame in every slot of the window). The output is clipped to [0, 1], rounded to uint8 and
-resized to ``out_size`` when the network's own side (128) differs. Batches of
-``sr.batch_size`` under :func:`torch.inference_mode` on ``sr.device``.
+frame in every slot of the window); a net whose spec names one input side (srgan) gets the
+window resized to it first, as in training (:func:`cctv_sr.archs.common.fit_input`). The
+output is clipped to [0, 1], rounded to uint8 and resized to ``out_size`` when the network's
+own side (128) differs. Batches of ``sr.batch_size`` under :func:`torch.inference_mode` on
+``sr.device``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cctv_sr.archs.common import fit_input
 from cctv_sr.config import SRConfig
 from cctv_sr.detect.mtcnn import torch_device
 from cctv_sr.errors import ConfigError, ModelError
@@ -78,6 +81,7 @@ class TrainedSR(SuperResolver):
         x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         if self.window > 1:  # a still fills every slot of the window
             x = x.repeat(1, self.window, 1, 1)
+        x = fit_input(x, self.spec.input_sides)  # srgan: to the side it was trained on
         y = self.net(x).clamp_(0.0, 1.0).mul_(255.0).round_()
         return y.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cctv_sr.archs.common import bicubic
+from cctv_sr.archs.common import bicubic, fit_input
 from cctv_sr.errors import OutputError
 from cctv_sr.train.sampler import ValSet, to_image, to_input
 
@@ -111,11 +111,12 @@ HR = 128
 
 
 def model_input(arch: str, arch_config: object, x: torch.Tensor) -> torch.Tensor:
-    """The LR window as ``arch`` takes it: srgan is fully convolutional, so its input is
-    resized (bicubic) to ``128 / scale``; the other nets resample inside ``forward``."""
-    if arch == "srgan":
-        return bicubic(x, HR // int(getattr(arch_config, "scale", 4)))
-    return x
+    """The LR window as ``arch`` takes it (:func:`cctv_sr.archs.common.fit_input` with the
+    input sides of its ModelSpec): srgan is fully convolutional, so its input is resized
+    (bicubic) to ``128 / scale``; the other nets resample inside ``forward``."""
+    from cctv_sr.train.checkpoint import spec_for
+
+    return fit_input(x, spec_for(arch, arch_config).input_sides)
 
 
 def _centre(x: torch.Tensor) -> torch.Tensor:
