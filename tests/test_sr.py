@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from conftest import shared_path
 
 from cctv_sr.config import SRConfig
@@ -62,7 +63,8 @@ def test_registry_is_lazy() -> None:
             if manifest.backend == "opencv_sr":
                 assert spec.arch == name.split("_")[0]
             else:  # the project's own trained nets, shipped in the package
-                assert manifest.backend == name == spec.arch == "lrnet"
+                assert manifest.backend == name == spec.arch
+                assert name in ("lrnet", "ipunet", "srgan")
 
 
 def test_unknown_name_suggests() -> None:
@@ -227,14 +229,16 @@ def test_models_vs_bicubic_on_a_real_face(
     assert not failures, failures
 
 
-def test_shipped_lrnet_runs_by_name_offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--sr lrnet`: the project's own trained weights resolve from the installed package
-    (no model dir, no download), and a face-like crop comes back at 128 close to bicubic's
-    picture (the net adds detail, it does not paint another image)."""
+@pytest.mark.parametrize("name", ["lrnet", "ipunet", "srgan"])
+def test_shipped_sr_runs_by_name_offline(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """`--sr lrnet|ipunet|srgan`: the project's own trained weights (ipunet and srgan stored as
+    float16) resolve from the installed package (no model dir, no download), and a face-like
+    crop comes back at 128 close to bicubic's picture (the net adds detail, it does not paint
+    another image)."""
     monkeypatch.delenv("CCTV_SR_MODELS", raising=False)
     monkeypatch.setenv("CCTV_SR_OFFLINE", "1")
-    sr = create_super_resolver(SRConfig(name="lrnet", batch_size=4))
-    assert sr.name == "lrnet" and sr.model_files[0].name == "lrnet.pt"
+    sr = create_super_resolver(SRConfig(name=name, batch_size=4))
+    assert sr.name == name and sr.model_files[0].name == f"{name}.pt"
     yy, xx = np.mgrid[0:24, 0:24]
     crop = np.stack([(yy * 9) % 256, (xx * 7) % 256, ((yy + xx) * 5) % 256], -1)
     crop = cv2.GaussianBlur(crop.astype(np.uint8), (5, 5), 1.5)
@@ -243,3 +247,21 @@ def test_shipped_lrnet_runs_by_name_offline(monkeypatch: pytest.MonkeyPatch) -> 
     ref = cv2.resize(crop, (128, 128), interpolation=cv2.INTER_CUBIC).astype(np.float32)
     assert np.abs(out[0].astype(np.float32) - ref).mean() < 20
     assert np.array_equal(out[0], out[2])
+
+
+def test_srgan_sees_the_side_it_was_trained_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """srgan is fully convolutional and trained on 32 px windows: `--sr srgan` resizes a 16 or
+    24 px crop to 32 (the training path, ``train.validate.model_input``) before the net, instead
+    of running it at 16 and stretching a 64 px output."""
+    from cctv_sr.archs.common import bicubic
+    from cctv_sr.train.validate import model_input
+
+    monkeypatch.setenv("CCTV_SR_OFFLINE", "1")
+    sr = create_super_resolver(SRConfig(name="srgan", batch_size=4))
+    crops = _crops(2, 16, seed=3)
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
+    assert torch.equal(model_input("srgan", sr.net.config, x), bicubic(x, 32))
+    with torch.inference_mode():
+        want = sr.net(bicubic(x, 32)).clamp(0, 1).mul(255).round().to(torch.uint8)
+    got = sr.upscale(crops, 128)
+    assert np.array_equal(got, want.permute(0, 2, 3, 1).numpy())

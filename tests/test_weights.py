@@ -140,6 +140,23 @@ def test_package_files_resolve_without_import() -> None:
     assert was_imported or "mtcnn" not in sys.modules
 
 
+def test_weights_shipped_in_the_package_resolve_and_match() -> None:
+    """Every file the project ships in cctv_sr/models/weights resolves offline to its sha256,
+    and every .pt there has a manifest and a model card (mobilefacenet's is README.md)."""
+    weights = Path(__file__).resolve().parents[1] / "cctv_sr" / "models" / "weights"
+    listed = set()
+    for m in load_manifests().values():
+        for entry in m.files:
+            if entry.package == "cctv_sr":
+                listed.add(Path(entry.package_path).name)
+                path = resolve_file(m.name, entry.name, allow_download=False)
+                assert sha256_file(path) == entry.sha256 and path.stat().st_size == entry.size
+    shipped = {p.name for p in weights.glob("*.pt")}
+    assert shipped and shipped <= listed
+    for name in shipped - {"mobilefacenet.pt"}:
+        assert (weights / name).with_suffix(".md").is_file(), name
+
+
 def test_dlib_package_files_resolve() -> None:
     if importlib.util.find_spec("face_recognition_models") is None:
         pytest.skip("face_recognition_models not installed")

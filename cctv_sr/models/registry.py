@@ -92,6 +92,8 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("sr", "lapsrn_x8", _OPENCV_SR, "lapsrn_x8"),
     Backend("sr", "trained", "cctv_sr.sr.trained:TrainedSR"),  # a cctv-sr train checkpoint
     Backend("sr", "lrnet", "cctv_sr.sr.trained:TrainedSR", "lrnet"),  # the project's own, shipped
+    Backend("sr", "ipunet", "cctv_sr.sr.trained:TrainedSR", "ipunet"),  # seed design, shipped
+    Backend("sr", "srgan", "cctv_sr.sr.trained:TrainedSR", "srgan"),  # seed design, shipped
     Backend("embedder", "dlib", "cctv_sr.embed.dlib_resnet:DlibEmbedder", "dlib"),
     Backend("embedder", "arcface", "cctv_sr.embed.onnx_arcface:ArcFaceEmbedder", "arcface_r50"),
     Backend("embedder", "mobilefacenet", "cctv_sr.embed.mobilefacenet:MobileFaceNetEmbedder",
