@@ -16,8 +16,9 @@ def add_settings(p: argparse.ArgumentParser) -> None:
                    help="override a setting, e.g. --set tracker.max_lost_s=2 (repeatable)")
     p.add_argument("--detector", help="mtcnn (default) | yunet | scrfd")
     p.add_argument("--detector-model", help="detector weights file")
-    p.add_argument("--sr", help="bicubic (default) | lrnet (the project's own, shipped) | espcn "
-                                "| fsrcnn | lapsrn | lapsrn_x8 | trained (with --sr-model)")
+    p.add_argument("--sr", help="bicubic (default) | ipunet | lrnet | srgan (the project's own, "
+                                "shipped; docs/MODELS.md) | espcn | fsrcnn | lapsrn | lapsrn_x8 "
+                                "| trained (with --sr-model)")
     p.add_argument("--sr-model", help="SR weights file (e.g. ESPCN_x4.pb, or a cctv-sr train "
                                       "checkpoint / .onnx export for --sr trained)")
     p.add_argument("--stride", type=int, help="analyse every Nth frame")
