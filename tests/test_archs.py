@@ -155,6 +155,8 @@ def test_lrmfn_starts_as_its_teacher_for_any_window() -> None:
             assert torch.allclose(five.eval()(x.repeat(1, 5, 1, 1)), want, atol=1e-5), source
     with pytest.raises(ModelError, match="not a MobileFaceNet state dict"):
         LrMfn().init_from({"conv1.0.weight": torch.zeros(64, 3, 3, 3)})
+    with pytest.raises(ModelError, match="not a MobileFaceNet state dict"):  # 4 channels
+        LrMfn(LrMfnConfig(in_frames=5)).init_from({"conv1.0.weight": torch.zeros(64, 4, 3, 3)})
     with pytest.raises(ConfigError, match="in_side"):
         LrMfnConfig(in_side=96)
 

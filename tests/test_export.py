@@ -37,7 +37,7 @@ RUNS = {
     "lrnet_t3": ("lrnet", {"in_frames": 3}, 32),
     "lrhead": ("lrhead", {}, 16),
     "lrmfn": ("lrmfn", {}, 112),
-    "ipunet": ("ipunet", {}, 32),
+    "ipunet": ("ipunet", {}, 128),  # its first step is bicubic to 128: exact at that side
     "srgan": ("srgan", {}, 32),
 }
 
@@ -161,11 +161,13 @@ def test_export_refuses_bad_sides_and_opsets(ckpts: dict[str, Path], tmp_path: P
     with pytest.raises(ModelError, match="no checkpoint"):
         export_onnx(tmp_path / "missing.pt", tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+    with pytest.raises(ConfigError, match="trained on 32 px windows only"):
+        export_onnx(ckpts["srgan"], tmp_path / "x.onnx", side=16)  # it would give 64 px
     smaller = export_onnx(ckpts["lrnet"], tmp_path / "s16.onnx", side=16)  # upsampled in-graph
     assert smaller.input_side == 16 and smaller.max_abs_diff < PARITY_TOL
 
 
-@pytest.mark.parametrize("name", ["lrnet", "lrnet_t3"])
+@pytest.mark.parametrize("name", ["lrnet", "lrnet_t3", "ipunet", "srgan"])
 def test_trained_sr_runs_onnx_like_the_checkpoint(ckpts: dict[str, Path], onnx_files: dict,
                                                   tmp_path: Path, name: str) -> None:
     from cctv_sr.sr import create_super_resolver
@@ -176,7 +178,8 @@ def test_trained_sr_runs_onnx_like_the_checkpoint(ckpts: dict[str, Path], onnx_f
     for kind, path in (("onnx", onnx_files[name].path), ("pt", slim), ("full", ckpts[name])):
         sr = create_super_resolver(SRConfig(name="trained", model_path=str(path),
                                             batch_size=2))
-        assert sr.name == "trained:lrnet" and sr.window == RUNS[name][1].get("in_frames", 1)
+        assert sr.name == f"trained:{RUNS[name][0]}"
+        assert sr.window == RUNS[name][1].get("in_frames", 1)
         outs[kind] = sr.upscale(crops, 128)
         assert outs[kind].shape == (5, 128, 128, 3) and outs[kind].dtype == np.uint8
         assert sr.upscale(crops[:, :16, :16], 64).shape == (5, 64, 64, 3)  # other sides too

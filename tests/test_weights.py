@@ -455,8 +455,12 @@ def test_models_list_rows_say_how_to_use_each_model() -> None:
     # network, not a use of the file)
     assert [u.cli for u in rows["lrmfn"].serves] == ["--set head.name=lrmfn"]
     assert [u.cli for u in rows["lrnet"].serves] == ["--sr lrnet"]
+    assert [u.cli for u in rows["ipunet"].serves] == ["--sr ipunet"]
+    assert [u.cli for u in rows["srgan"].serves] == ["--sr srgan"]
     assert not any(u.kind == "arch" for r in rows.values() for u in r.serves)
-    assert all(r.serves for r in rows.values())
+    # the burst head fuses 5 frames; cctv-sr run embeds one crop at a time, so no run use
+    assert rows["lrmfn_t5"].serves == ()
+    assert all(r.serves for name, r in rows.items() if name != "lrmfn_t5")
 
 
 def test_models_list_table_has_a_header_and_whole_words() -> None:

@@ -84,15 +84,19 @@ class LrMfn(nn.Module):
 
     def init_from(self, teacher_state: dict[str, torch.Tensor]) -> None:
         """Load a MobileFaceNet state dict (the teacher's) or another ``LrMfn``'s (keys
-        ``net.*``, any ``in_frames``); a first conv made for fewer frames than this head's is
-        spread evenly over the frames (its per-frame mean when it had several). ModelError
-        when it does not fit."""
+        ``net.*``, any ``in_frames``); a first conv made for another number of frames is summed
+        over its frames and spread evenly over this head's T, so T copies of one crop give
+        the source's output. ModelError when it does not fit."""
         state = {k.removeprefix("net."): v for k, v in teacher_state.items()}
         t = self.config.in_frames
         key = "conv1.0.weight"
         if key in state and state[key].shape[1] != 3 * t:
             w = state[key]
-            per_frame = w.reshape(w.shape[0], -1, 3, *w.shape[2:]).sum(1)  # one frame's sum
+            if w.ndim != 4 or w.shape[1] % 3:
+                raise ModelError(f"lrmfn: the initial weights are not a MobileFaceNet state "
+                                 f"dict ({key} has shape {tuple(w.shape)})")
+            # the source's frames summed into one, then spread evenly over this head's T
+            per_frame = w.reshape(w.shape[0], -1, 3, *w.shape[2:]).sum(1)
             state[key] = per_frame.repeat(1, t, 1, 1) / t
         try:
             self.net.load_state_dict(state, strict=True)

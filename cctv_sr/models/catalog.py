@@ -70,6 +70,8 @@ def _arch(manifest: ModelManifest) -> str:
 def usages(manifest: ModelManifest) -> tuple[Usage, ...]:
     """The backends that load ``manifest`` by default or can load its default file (an
     ``arch`` row names a network, not a use of a weights file: never listed)."""
+    if manifest.task == "embed" and manifest.model_spec().window > 1:
+        return ()  # a T-frame head (lrmfn_t5): cctv-sr run embeds one crop at a time (eval only)
     rows = [b for b in registry.entries() if b.kind != "arch"]
     defaults = [b for b in rows if b.manifest == manifest.name
                 or (b.manifest is None and b.name == manifest.backend)]

@@ -14,9 +14,10 @@ are made from it (``cctv-sr export``, :mod:`cctv_sr.cli.export`):
 * :func:`export_onnx`: the EMA network traced by torch's TorchScript exporter (``dynamo=False``),
   input ``"lr"`` ``(batch, T*3, side, side)`` BGR in [0, 1], output ``"out"``, the batch axis
   dynamic. ``side`` is fixed to the side the net resamples its input to (lrnet, lrhead:
-  ``arch_config.in_side``; lrmfn: 112; srgan: ``128 / scale``; ipunet: ``out_side / scale``,
-  i.e. 32, the LR side its spec's scale refers to), so the resampling at the top of ``forward``
-  is a no-op in the graph. Bicubic *upsampling* that stays in the graph (lrnet's skip, ipunet's
+  ``arch_config.in_side``; lrmfn: 112; srgan: ``128 / scale``, the only side it takes; ipunet:
+  ``out_side``, i.e. 128, since its first step is bicubic to that side, so crops resized to it
+  first give exactly the torch output), so the resampling at the top of ``forward`` is a no-op
+  in the graph. Bicubic *upsampling* that stays in the graph (lrnet's skip, ipunet's
   input) is an ONNX ``Resize`` that matches torch; anti-aliased shrinking has no ONNX op, so a
   side above that target is refused. Callers resize crops to ``side`` first (see
   :mod:`cctv_sr.sr.trained_onnx`). The spec's ``input_sides`` becomes ``(side,)``.
@@ -116,8 +117,8 @@ def export_sides(arch: str, config: Any, spec: ModelSpec) -> tuple[int, int | No
         return int(config.in_side), int(config.in_side)
     if arch == "srgan":
         return 128 // int(config.scale), None
-    if arch == "ipunet":
-        return max(1, int(config.out_side) // spec.scale), int(config.out_side)
+    if arch == "ipunet":  # its first step is bicubic to out_side: feeding that side is exact
+        return int(config.out_side), int(config.out_side)
     raise ModelError(f"{arch}: no ONNX export for this architecture")
 
 
@@ -193,6 +194,9 @@ def export_onnx(src: Path, dst: Path, *, opset: int = 17, side: int | None = Non
         side = native
     if isinstance(side, bool) or not isinstance(side, int) or side < 1:
         raise ConfigError(f"ONNX input side must be a positive integer, got {side!r}")
+    if len(spec.input_sides) == 1 and side != spec.input_sides[0]:
+        raise ConfigError(f"{arch}: trained on {spec.input_sides[0]} px windows only; its ONNX "
+                          f"input side must be {spec.input_sides[0]}, not {side}")
     if largest is not None and side > largest:
         raise ConfigError(f"{arch}: input side {side} > {largest}, which the net would shrink "
                           f"with anti-aliased bicubic (no ONNX op); resize the crops first")
