@@ -37,18 +37,13 @@ def named(items: list[str]) -> list[tuple[str, Path]]:
 
 
 def head_runner(path: Path) -> Callable[[np.ndarray], object]:
-    """The LR head as `cctv-sr run` runs it (batch norms folded for lrmfn, channels-last); a
-    window of T frames per face for T > 1 heads."""
+    """The LR head as `cctv-sr run` runs it (batch norms folded for lrmfn, channels-last)."""
     from cctv_sr.config import HeadConfig
     from cctv_sr.embed.lrhead import LrHeadEmbedder
 
     head = LrHeadEmbedder(HeadConfig(name="checkpoint", model_path=str(path),
                                      batch_size=BATCH), path)
-    if head.window == 1:
-        return head.embed
-    # a T-frame head embeds windows: each crop repeated T times (the cost does not depend on
-    # the pixels)
-    return lambda c: head.embed_windows(np.repeat(c[:, None], head.window, axis=1))
+    return head.embed  # a T-frame head gets each crop in every slot of its window
 
 
 def main() -> int:

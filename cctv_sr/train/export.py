@@ -115,8 +115,8 @@ def export_sides(arch: str, config: Any, spec: ModelSpec) -> tuple[int, int | No
     side its graph can take without anti-aliased shrinking (None: any)."""
     if arch == "lrnet" or arch in HEAD_ARCHS:
         return int(config.in_side), int(config.in_side)
-    if arch == "srgan":
-        return 128 // int(config.scale), None
+    if len(spec.input_sides) == 1:  # a fixed-side net (srgan: 128 / scale), from its spec
+        return int(spec.input_sides[0]), int(spec.input_sides[0])
     if arch == "ipunet":  # its first step is bicubic to out_side: feeding that side is exact
         return int(config.out_side), int(config.out_side)
     raise ModelError(f"{arch}: no ONNX export for this architecture")
