@@ -30,6 +30,7 @@ from torch import nn
 
 from cctv_sr.archs.common import bicubic, fit_input
 from cctv_sr.errors import OutputError
+from cctv_sr.train.checkpoint import spec_for
 from cctv_sr.train.sampler import ValSet, to_image, to_input
 
 __all__ = ["GRID_FACES", "bicubic_baseline", "model_input", "psnr", "rank1", "save_grid",
@@ -114,8 +115,6 @@ def model_input(arch: str, arch_config: object, x: torch.Tensor) -> torch.Tensor
     """The LR window as ``arch`` takes it (:func:`cctv_sr.archs.common.fit_input` with the
     input sides of its ModelSpec): srgan is fully convolutional, so its input is resized
     (bicubic) to ``128 / scale``; the other nets resample inside ``forward``."""
-    from cctv_sr.train.checkpoint import spec_for
-
     return fit_input(x, spec_for(arch, arch_config).input_sides)
 
 
