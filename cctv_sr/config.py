@@ -38,13 +38,43 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    name: str = "mtcnn"  # mtcnn | yunet | scrfd
+    name: str = "yunet"  # yunet (shipped in the package) | mtcnn | scrfd
     model_path: str = ""  # explicit weights file; empty = resolve from the manifest
     score_thresh: float = 0.5  # lowest score returned (the tracker's low bar)
     nms_thresh: float = 0.4
     min_face_px: int = 12  # smallest face side searched for
     batch_size: int = 8  # frames per detector call
     device: str = "cpu"  # cpu | cuda | cuda:N
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Where and how often the detector looks (``[scan]``; docs/ARCHITECTURE.md "Scan").
+
+    ``mode = "regions"`` (default): motion on a small grey image gates square regions around
+    moving blobs and live tracks, upsampled so the expected face is about ``target_face_px``;
+    the detector runs on those regions every ``detect_interval_s`` and tracks carry faces in
+    between (rows marked ``detected: false``); the whole frame is searched every
+    ``full_frame_s``, at a shot cut and on the first frame. ``mode = "exhaustive"``: the
+    detector on every full frame (``--exhaustive``).
+    """
+
+    mode: str = "regions"  # regions | exhaustive
+    motion_height: int = 160  # rows of the grey image motion is computed on
+    motion_alpha: float = 0.05  # running-average background learning rate per analysed frame
+    motion_thresh: int = 14  # grey-level difference that counts as motion
+    motion_min_area: int = 4  # least blob area, in pixels of the motion image
+    max_motion_share: float = 0.4  # more of the image moving: a moving camera, no blobs
+    target_face_px: float = 40.0  # regions are scaled so the expected face is about this wide
+    max_upscale: float = 2.5  # at most this upsampling of a region (a 16 px face seen at 40)
+    region_faces: float = 2.5  # a track's region side in face widths
+    min_region_px: int = 48  # least region side in frame pixels
+    detect_interval_s: float = 0.08  # run the detector on regions at most this often
+    full_frame_s: float = 1.0  # search the whole frame this often (people standing still)
+    static_check_s: float = 0.4  # a track over no motion is re-checked this often (at most half
+    # of tracker.max_lost_s, so a still track never ends unchecked)
+    cut_thresh: float = 0.45  # grey-histogram distance between frames that marks a shot cut
+    cut_changed: float = 0.6  # ... or this share of pixels changing at once
 
 
 @dataclass(frozen=True)
@@ -57,6 +87,8 @@ class TrackerConfig:
     max_centre_dist: float = 1.5  # also allow a match within this many box sides (fast motion)
     max_lost_s: float = 1.5  # a track unseen this long (stream time) ends
     min_faces: int = 2  # tracks with fewer faces are written as untracked detections
+    max_look_dist: float = 0.5  # colour-descriptor distance above which a pair never matches
+    look_rate: float = 0.2  # how fast a track's colour descriptor follows new detections
 
 
 @dataclass(frozen=True)
@@ -175,6 +207,7 @@ class GateConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     top_k: int = 5  # best crops kept per track
+    min_shot_gap_s: float = 0.3  # best shots closer in time than this compete (no near-duplicates)
     save_all_crops: bool = False
     image_format: str = "png"
 
@@ -183,6 +216,7 @@ class OutputConfig:
 class RunConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     sr: SRConfig = field(default_factory=SRConfig)
@@ -313,6 +347,21 @@ def validate(cfg: RunConfig) -> None:
         (cfg.detector.min_face_px >= 4, "detector.min_face_px must be >= 4"),
         (cfg.detector.nms_thresh > 0 and cfg.detector.nms_thresh <= 1,
          "detector.nms_thresh must be in (0, 1]"),
+        (cfg.scan.mode in ("regions", "exhaustive"), "scan.mode must be regions or exhaustive"),
+        (cfg.scan.motion_height >= 32, "scan.motion_height must be >= 32"),
+        (0.0 < cfg.scan.motion_alpha <= 1.0, "scan.motion_alpha must be in (0, 1]"),
+        (1 <= cfg.scan.motion_thresh <= 255, "scan.motion_thresh must be in [1, 255]"),
+        (cfg.scan.motion_min_area >= 1, "scan.motion_min_area must be >= 1"),
+        (0.0 < cfg.scan.max_motion_share <= 1.0, "scan.max_motion_share must be in (0, 1]"),
+        (cfg.scan.target_face_px >= 8, "scan.target_face_px must be >= 8"),
+        (cfg.scan.max_upscale >= 1.0, "scan.max_upscale must be >= 1"),
+        (cfg.scan.region_faces >= 1.5, "scan.region_faces must be >= 1.5"),
+        (cfg.scan.min_region_px >= 16, "scan.min_region_px must be >= 16"),
+        (cfg.scan.detect_interval_s >= 0, "scan.detect_interval_s must be >= 0"),
+        (cfg.scan.full_frame_s > 0, "scan.full_frame_s must be > 0"),
+        (cfg.scan.static_check_s >= 0, "scan.static_check_s must be >= 0"),
+        (0.0 < cfg.scan.cut_thresh <= 1.0, "scan.cut_thresh must be in (0, 1]"),
+        (0.0 < cfg.scan.cut_changed <= 1.0, "scan.cut_changed must be in (0, 1]"),
         (0.0 <= cfg.tracker.high_thresh <= 1.0, "tracker.high_thresh must be in [0, 1]"),
         (0.0 <= cfg.tracker.new_track_thresh <= 1.0,
          "tracker.new_track_thresh must be in [0, 1]"),
@@ -320,12 +369,15 @@ def validate(cfg: RunConfig) -> None:
         (0.0 < cfg.tracker.low_match_iou <= 1.0, "tracker.low_match_iou must be in (0, 1]"),
         (cfg.tracker.max_centre_dist >= 0, "tracker.max_centre_dist must be >= 0"),
         (cfg.tracker.min_faces >= 1, "tracker.min_faces must be >= 1"),
+        (0.0 < cfg.tracker.max_look_dist <= 1.0, "tracker.max_look_dist must be in (0, 1]"),
+        (0.0 < cfg.tracker.look_rate <= 1.0, "tracker.look_rate must be in (0, 1]"),
         (cfg.tracker.max_lost_s > 0, "tracker.max_lost_s must be > 0"),
         (cfg.source.open_timeout_s > 0, "source.open_timeout_s must be > 0"),
         (cfg.source.read_timeout_s > 0, "source.read_timeout_s must be > 0"),
         (cfg.sr.max_wait_ms >= 0, "sr.max_wait_ms must be >= 0"),
         (cfg.align.out_size >= 16, "align.out_size must be >= 16"),
         (cfg.output.top_k >= 1, "output.top_k must be >= 1"),
+        (cfg.output.min_shot_gap_s >= 0, "output.min_shot_gap_s must be >= 0"),
         (cfg.output.image_format in ("png", "jpg"), "output.image_format must be png or jpg"),
         (cfg.sr.batch_size >= 1, "sr.batch_size must be >= 1"),
         (cfg.embedder.batch_size >= 1, "embedder.batch_size must be >= 1"),

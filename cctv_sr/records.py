@@ -231,9 +231,10 @@ class TrackSummary:
     last_frame: int
     first_seconds: float | None
     last_seconds: float | None
-    n_faces: int
+    n_faces: int  # detected faces
     best_frame: int
     best_quality: float
+    n_carried: int = 0  # rows the track carried between detections (not detected)
 
 
 
@@ -272,6 +273,7 @@ class FaceRow:
     track_id: int | None
     quality: Quality | None = None
     face_id: str | None = None
+    detected: bool = True  # False: carried by its track between detections (no crop)
 
     @property
     def seconds(self) -> float | None:

@@ -130,7 +130,9 @@ class EndlessSource:
 
 def make(detector: Any = None, sr: Any = None, sink: Any = None,
          settings: dict[str, dict[str, Any]] | None = None) -> tuple[Pipeline, RecordingSink]:
-    cfg = with_values(RunConfig(), **(settings or {}))
+    # The engine's threads are under test: every frame goes through the detector (scanning
+    # itself, motion gating and carried rows, is tested in test_scan.py).
+    cfg = with_values(RunConfig(), **{"scan": {"mode": "exhaustive"}, **(settings or {})})
     sink = sink or RecordingSink()
     pipeline = Pipeline(cfg, detector or OneFaceDetector(), sr or ResizeSR(), [sink],
                         queue_size=4)

@@ -142,7 +142,7 @@ def test_run_json_and_notice(run_out: Path, clip) -> None:
     assert counts["frames_decoded"] == N_FRAMES == counts["frames_analysed"]
     assert counts["faces"] == len(read_jsonl(run_out / "faces.jsonl"))
     assert counts["tracks"] == len(read_jsonl(run_out / "tracks.jsonl"))
-    assert meta["models"]["detector"]["name"] == "mtcnn"
+    assert meta["models"]["detector"]["name"] == "yunet"
     assert all(f["sha256"] for f in meta["models"]["detector"]["files"])
     assert meta["settings"]["output"]["top_k"] == 3
     for key in ("detect_s", "track_s", "align_s", "sr_s", "write_s", "wall_s"):
@@ -159,8 +159,10 @@ def test_stride_and_save_all(clip, tmp_path: Path) -> None:
     assert faces and all(f["frame"] % 2 == 0 for f in faces)
     meta = json.loads((out / "run.json").read_text())
     assert meta["counts"]["frames_analysed"] == N_FRAMES // 2
-    tracked = [f for f in faces if f["track_id"] is not None]
+    tracked = [f for f in faces if f["track_id"] is not None and f["detected"]]
     assert all(f["crop"] and (out / f["crop"]["sr"]).is_file() for f in tracked)
+    carried = [f for f in faces if not f["detected"]]
+    assert all(f["crop"] is None and f["track_id"] is not None for f in carried)
     assert meta["counts"]["crops_written"] == len(tracked)
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
+from cctv_sr.detect.regions import detect_regions
+from cctv_sr.engine.scan import FULL, NONE, Scanner, ScanPlan, ScanStats
 from cctv_sr.face.align import choose_lr_side, native_size, similarity_to_template, warp_face
 from cctv_sr.face.quality import face_quality
 from cctv_sr.records import (
@@ -24,6 +26,7 @@ from cctv_sr.records import (
     Frame,
     UntrackedRows,
 )
+from cctv_sr.track.appearance import describe
 from cctv_sr.track.book import TrackBook
 from cctv_sr.track.tracker import FaceTracker
 
@@ -32,12 +35,15 @@ Emit = Callable[[AnalysisMessage], object]
 @dataclass
 class AnalysisStats:
     frames: int = 0
-    faces: int = 0
+    faces: int = 0  # detected faces
+    carried: int = 0  # rows carried by tracks between detections
     live_tracks: int = 0
     tracks_ended: int = 0
     detect_s: float = 0.0
+    scan_s: float = 0.0  # motion, cuts and region planning
     track_s: float = 0.0
     align_s: float = 0.0
+    scan: ScanStats = field(default_factory=ScanStats)
 
 
 @dataclass
@@ -45,6 +51,7 @@ class _StreamState:
     tracker: FaceTracker
     book: TrackBook
     fps: float
+    scanner: Scanner
 
 
 @dataclass
@@ -66,8 +73,10 @@ class Analyzer:
             st = _StreamState(
                 FaceTracker(self.tracker_config(), min_score=self.cfg.detector.score_thresh),
                 TrackBook(self.cfg.output.top_k, self.cfg.output.save_all_crops,
-                          self.cfg.tracker.min_faces),
+                          self.cfg.tracker.min_faces, self.cfg.output.min_shot_gap_s,
+                          self.fps_hint),
                 self.fps_hint,
+                Scanner(self.cfg.scan, self.cfg.tracker.max_lost_s),
             )
             self._streams[stream_id] = st
         return st
@@ -78,21 +87,58 @@ class Analyzer:
         return replace(t, high_thresh=t.high_thresh or self.detector.track_high_thresh,
                        new_track_thresh=t.new_track_thresh or self.detector.track_new_thresh)
 
-    def process(self, frames: Sequence[Frame]) -> None:
-        """Detect on a batch of frames, then track and align them one by one, in order."""
-        if not frames:
-            return
-        t0 = time.perf_counter()
-        all_dets = self.detector.detect([f.image for f in frames])
-        self.stats.detect_s += time.perf_counter() - t0
-        for frame, dets in zip(frames, all_dets):
-            self._process_frame(frame, dets)
+    @staticmethod
+    def _t(frame: Frame, st: _StreamState) -> float:
+        return frame.seconds if frame.seconds is not None else frame.index / st.fps
 
-    def _process_frame(self, frame: Frame, dets: FaceDetections) -> None:
-        st = self._state(frame.stream_id)
-        t = frame.seconds if frame.seconds is not None else frame.index / st.fps
+    def process(self, frames: Sequence[Frame]) -> None:
+        """Plan the search of a batch of frames, detect in one call over all their regions,
+        then track and align them one by one, in order.
+
+        Plans of later frames use the tracks' boxes predicted that many frames ahead. A
+        full-frame pass (which may start many tracks) is processed before the next frame is
+        planned, so the tracks it found get their regions from the next frame on; with
+        ``scan.mode = "exhaustive"`` the whole batch goes in one call."""
+        start = 0
+        while start < len(frames):
+            start = self._process_span(frames, start)
+
+    def _process_span(self, frames: Sequence[Frame], start: int) -> int:
         t0 = time.perf_counter()
-        tracked, ended = st.tracker.update(dets, t)
+        plans: list[ScanPlan] = []
+        ahead: dict[str, int] = {}
+        exhaustive = self.cfg.scan.mode == "exhaustive"
+        for frame in frames[start:]:
+            st = self._state(frame.stream_id)
+            ahead[frame.stream_id] = ahead.get(frame.stream_id, 0) + 1
+            tracks = st.tracker.predicted(ahead[frame.stream_id])
+            plans.append(st.scanner.plan(frame.image, self._t(frame, st), tracks))
+            self.stats.scan.count(plans[-1])
+            if plans[-1].kind == FULL and not exhaustive:
+                break
+        self.stats.scan_s += time.perf_counter() - t0
+        span = frames[start:start + len(plans)]
+        t0 = time.perf_counter()
+        todo = [i for i, plan in enumerate(plans) if plan.kind != NONE]
+        found = detect_regions(self.detector, [span[i].image for i in todo],
+                               [plans[i].searched for i in todo], self.cfg.detector.nms_thresh)
+        self.stats.detect_s += time.perf_counter() - t0
+        all_dets = [FaceDetections.empty() for _ in span]
+        for i, dets in zip(todo, found):
+            all_dets[i] = dets
+        for frame, dets, plan in zip(span, all_dets, plans):
+            self._process_frame(frame, dets, plan)
+        return start + len(plans)
+
+    def _process_frame(self, frame: Frame, dets: FaceDetections, plan: ScanPlan) -> None:
+        st = self._state(frame.stream_id)
+        t = self._t(frame, st)
+        if plan.cut:  # a new shot: no track goes on across it
+            self._end(frame.stream_id, [tr.track_id for tr in st.tracker.finish()], frame.index)
+        t0 = time.perf_counter()
+        looks = describe(frame.image, dets.xyxy) if len(dets) else None
+        tracked, ended = st.tracker.update(dets, t, plan.checked, looks)
+        carried = st.tracker.carried(t)
         self.stats.track_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         untracked: list[FaceRow] = []
@@ -111,6 +157,11 @@ class Analyzer:
                 self.emit(request)
             if self.embed:
                 self._sample(face, t, saved=bool(requests))
+        for k in range(len(carried)):
+            st.book.add_carried(int(carried.track_id[k]), FaceRow(  # type: ignore[index]
+                frame.stream_id, frame.index, frame.pts, frame.time_base, len(tracked) + k,
+                carried.xyxy[k], float(carried.score[k]), carried.kps[k],
+                int(carried.track_id[k]), detected=False))  # type: ignore[index]
         self.stats.align_s += time.perf_counter() - t0
         if untracked:
             self.emit(UntrackedRows(frame.stream_id, tuple(untracked),
@@ -118,6 +169,7 @@ class Analyzer:
         self._end(frame.stream_id, [tr.track_id for tr in ended], frame.index + 1)
         self.stats.frames += 1
         self.stats.faces += len(tracked)
+        self.stats.carried += len(carried)
         self.stats.live_tracks = sum(s.tracker.live_tracks for s in self._streams.values())
 
     def _sample(self, face: AlignedFace, t: float, saved: bool) -> None:

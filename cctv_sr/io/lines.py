@@ -70,6 +70,7 @@ class FaceLine:
     track_id: int | None
     quality: QualityLine | None
     crop: CropRef | None
+    detected: bool  # false: carried by its track between detections (landmarks predicted)
 
     @classmethod
     def of(cls, row: FaceRow, crop: CropRef | None, tracked: bool = True) -> FaceLine:
@@ -87,6 +88,7 @@ class FaceLine:
             track_id=row.track_id if tracked else None,
             quality=None if row.quality is None else QualityLine.of(row.quality),
             crop=crop,
+            detected=row.detected,
         )
 
 
@@ -105,12 +107,13 @@ class TrackLine:
     best_quality: float
     best_crops: tuple[CropRef, ...]
     folder: str
+    n_carried: int  # rows carried between detections (faces.jsonl ``detected: false``)
 
     @classmethod
     def of(cls, s: TrackSummary, best: tuple[CropRef, ...], folder: str) -> TrackLine:
         return cls(s.stream_id, s.track_id, s.first_frame, s.last_frame, s.first_seconds,
                    s.last_seconds, s.n_faces, s.best_frame, round(s.best_quality, 4), best,
-                   folder)
+                   folder, s.n_carried)
 
 
 @dataclass(frozen=True)

@@ -21,44 +21,78 @@ class _Track:
     pending: list[AlignedFace] = field(default_factory=list)  # before min_faces is reached
     saved: set[str] = field(default_factory=set)
     best: tuple[float, int] = (-1.0, -1)
+    detected: int = 0
+    times: dict[str, float] = field(default_factory=dict)  # kept face id -> stream time
 
 
 class TrackBook:
     """Top-k selection per track; not thread-safe (lives in the analysis thread)."""
 
-    def __init__(self, top_k: int, save_all: bool, min_faces: int) -> None:
+    def __init__(self, top_k: int, save_all: bool, min_faces: int,
+                 min_gap_s: float = 0.0, fps: float = 25.0) -> None:
         self.top_k = top_k
         self.save_all = save_all
         self.min_faces = max(1, min_faces)
+        self.min_gap_s = min_gap_s
+        self.fps = fps
         self._tracks: dict[int, _Track] = {}
 
     def add(self, face: AlignedFace, row: FaceRow) -> list[SaveRequest]:
         """Record one tracked face; returns the writes (and evictions) it causes."""
         tr = self._tracks.setdefault(face.track_id, _Track())
         tr.rows.append(row)
+        tr.detected += 1
         if face.quality.score > tr.best[0]:
             tr.best = (face.quality.score, face.frame_index)
-        if len(tr.rows) < self.min_faces:
+        if tr.detected < self.min_faces:
             tr.pending.append(face)
             return []
         out = [r for f in tr.pending for r in self._offer(tr, f)]
         tr.pending.clear()
         return out + self._offer(tr, face)
 
+    def add_carried(self, track_id: int, row: FaceRow) -> None:
+        """Record a row the track carried between detections (no crop, never a best shot)."""
+        tr = self._tracks.get(track_id)
+        if tr is not None:
+            tr.rows.append(row)
+
+    def _time(self, face: AlignedFace) -> float:
+        return face.seconds if face.seconds is not None else face.frame_index / self.fps
+
     def _offer(self, tr: _Track, face: AlignedFace) -> list[SaveRequest]:
+        """Keep the top-k by quality, spread over time: a face within ``min_gap_s`` of a kept
+        one competes with that one only (near-duplicate neighbours never fill the top-k)."""
         if self.save_all:
             tr.saved.add(face.face_id)
             return [SaveRequest(face)]
         item = (face.quality.score, face.frame_index, face.face_id)
+        t = self._time(face)
+        near = [it for it in tr.heap if abs(tr.times[it[2]] - t) < self.min_gap_s]
+        if near:
+            rival = min(near)
+            if item[:2] <= rival[:2]:
+                return []
+            tr.heap.remove(rival)
+            heapq.heapify(tr.heap)
+            return self._keep(tr, face, item, t, rival[2])
         if len(tr.heap) < self.top_k:
-            heapq.heappush(tr.heap, item)
-            tr.saved.add(face.face_id)
-            return [SaveRequest(face)]
+            return self._keep(tr, face, item, t, None)
         if item[:2] <= tr.heap[0][:2]:
             return []
-        _, _, evicted = heapq.heapreplace(tr.heap, item)
-        tr.saved.discard(evicted)
+        evicted = heapq.heappop(tr.heap)[2]
+        return self._keep(tr, face, item, t, evicted)
+
+    @staticmethod
+    def _keep(tr: _Track, face: AlignedFace, item: tuple[float, int, str], t: float,
+              evicted: str | None) -> list[SaveRequest]:
+        heapq.heappush(tr.heap, item)
         tr.saved.add(face.face_id)
+        tr.times[face.face_id] = t
+        if evicted is None:
+            return [SaveRequest(face)]
+        tr.saved.discard(evicted)
+        tr.times.pop(evicted, None)
         return [SaveRequest(face, (evicted,))]
 
     def end(self, stream_id: str, track_id: int) -> TrackEnd | None:
@@ -66,7 +100,9 @@ class TrackBook:
         tr = self._tracks.pop(track_id, None)
         if tr is None or not tr.rows:
             return None
-        first, last = tr.rows[0], tr.rows[-1]
+        discarded = tr.detected < self.min_faces
+        rows = [r for r in tr.rows if r.detected] if discarded else tr.rows
+        first, last = rows[0], rows[-1]
         ranked = sorted(tr.heap, reverse=True) if not self.save_all else []
         kept = tuple(i for _, _, i in ranked) if ranked else tuple(sorted(tr.saved))
         summary = TrackSummary(
@@ -76,12 +112,12 @@ class TrackBook:
             last_frame=last.frame_index,
             first_seconds=first.seconds,
             last_seconds=last.seconds,
-            n_faces=len(tr.rows),
+            n_faces=tr.detected,
             best_frame=tr.best[1],
             best_quality=tr.best[0],
+            n_carried=len(rows) - tr.detected,
         )
-        discarded = len(tr.rows) < self.min_faces
-        return TrackEnd(summary, tuple(tr.rows), () if discarded else kept, discarded)
+        return TrackEnd(summary, tuple(rows), () if discarded else kept, discarded)
 
     def open_tracks(self) -> list[int]:
         return list(self._tracks)

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,8 @@ from scipy.optimize import linear_sum_assignment
 from cctv_sr.config import TrackerConfig
 from cctv_sr.errors import ConfigError
 from cctv_sr.records import FaceDetections
-from cctv_sr.track.kalman import BoxKalman
+from cctv_sr.track.appearance import look_distance
+from cctv_sr.track.kalman import BoxKalman, xyah_to_xyxy
 
 _INF = 1e6
 
@@ -54,6 +56,27 @@ class TrackState:
     last_step: int
     hits: int = 1
     lost: bool = False
+    kps: np.ndarray | None = None  # last detected landmarks, box and score (for carried rows)
+    box: np.ndarray | None = None
+    score: float = 0.0
+    appearance: np.ndarray | None = None  # running colour descriptor (track/appearance.py)
+
+    def observe(self, box: np.ndarray, kps: np.ndarray, score: float,
+                appearance: np.ndarray | None, rate: float) -> None:
+        self.box, self.kps, self.score = box.copy(), kps.copy(), float(score)
+        if appearance is not None:
+            self.appearance = (appearance.copy() if self.appearance is None
+                               else (1 - rate) * self.appearance + rate * appearance)
+
+    def carried(self) -> tuple[np.ndarray, np.ndarray]:
+        """The predicted box, and the last landmarks moved and scaled with the box."""
+        pred = self.kalman.box
+        if self.box is None or self.kps is None:
+            return pred, np.zeros((5, 2), np.float32)
+        old_c = (self.box[:2] + self.box[2:]) / 2
+        new_c = (pred[:2] + pred[2:]) / 2
+        k = float((pred[3] - pred[1]) / max(float(self.box[3] - self.box[1]), 1e-3))
+        return pred, ((self.kps - old_c) * k + new_c).astype(np.float32)
 
 
 class FaceTracker:
@@ -74,7 +97,7 @@ class FaceTracker:
         return len(self._tracks)
 
     def _cost(self, tracks: list[TrackState], boxes: np.ndarray, min_iou: float,
-              by_distance: bool) -> np.ndarray:
+              by_distance: bool, looks: np.ndarray | None = None) -> np.ndarray:
         """Assignment costs; pairs that may not match cost ``_INF``.
 
         ``by_distance=False``: 1 - IoU for pairs with IoU >= ``min_iou``. ``by_distance=True``:
@@ -86,8 +109,9 @@ class FaceTracker:
         cost = np.full(iou.shape, _INF)
         if iou.size == 0:
             return cost
+        same = self._same_look(tracks, looks, len(boxes))
         if not by_distance:
-            ok = iou >= min_iou
+            ok = (iou >= min_iou) & same
             cost[ok] = 1.0 - iou[ok]
             return cost
         side_p = np.sqrt(np.prod(pred[:, 2:] - pred[:, :2], axis=1).clip(1e-6))
@@ -96,16 +120,29 @@ class FaceTracker:
         cb = (boxes[:, :2] + boxes[:, 2:]) / 2
         dist = np.linalg.norm(cp[:, None] - cb[None], axis=2) / np.maximum(side_p[:, None], 1e-6)
         ratio = side_b[None, :] / np.maximum(side_p[:, None], 1e-6)
-        ok = (dist <= self.cfg.max_centre_dist) & (ratio > 0.5) & (ratio < 2.0)
+        ok = (dist <= self.cfg.max_centre_dist) & (ratio > 0.5) & (ratio < 2.0) & same
         cost[ok] = dist[ok]
         return cost
 
+    def _same_look(self, tracks: list[TrackState], looks: np.ndarray | None,
+                   n: int) -> np.ndarray:
+        """(tracks, detections) pairs whose colour descriptors do not rule the pair out."""
+        ok = np.ones((len(tracks), n), bool)
+        if looks is None or self.cfg.max_look_dist >= 1.0:
+            return ok
+        for i, tr in enumerate(tracks):
+            if tr.appearance is not None:
+                ok[i] = look_distance(tr.appearance, looks) <= self.cfg.max_look_dist
+        return ok
+
     def _match(self, tracks: list[TrackState], rows: np.ndarray, boxes: np.ndarray,
-               min_iou: float, by_distance: bool = False) -> list[tuple[TrackState, int]]:
+               min_iou: float, by_distance: bool = False,
+               looks: np.ndarray | None = None) -> list[tuple[TrackState, int]]:
         """Hungarian assignment of ``tracks`` to detection ``rows``; forbidden pairs never match."""
         if not tracks or len(rows) == 0:
             return []
-        cost = self._cost(tracks, boxes[rows], min_iou, by_distance)
+        cost = self._cost(tracks, boxes[rows], min_iou, by_distance,
+                          None if looks is None else looks[rows])
         allowed = cost < _INF
         if not allowed.any():
             return []
@@ -115,8 +152,15 @@ class FaceTracker:
         r, c = linear_sum_assignment(solver_cost)
         return [(tracks[i], int(rows[j])) for i, j in zip(r, c) if allowed[i, j]]
 
-    def update(self, dets: FaceDetections, t: float) -> tuple[FaceDetections, list[TrackState]]:
+    def update(self, dets: FaceDetections, t: float, checked: Collection[int] | None = None,
+               looks: np.ndarray | None = None) -> tuple[FaceDetections, list[TrackState]]:
         """Associate one frame's detections; returns them with ids, and tracks that ended.
+
+        ``checked``: the ids of the tracks the detector searched for this frame (None: all,
+        a full-frame pass); a track that was not searched for is not missed, it is carried
+        (:meth:`carried`). ``looks``: one colour descriptor per detection
+        (:func:`cctv_sr.track.appearance.describe`); pairs further apart than
+        ``tracker.max_look_dist`` never match, so neighbours do not swap.
 
         Matching goes in tiers, each only among what earlier tiers left: confident detections
         to tracks seen last frame by IoU, then to tracks lost for a while by IoU, then to any
@@ -136,6 +180,8 @@ class FaceTracker:
         def take(pairs: list[tuple[TrackState, int]]) -> None:
             for tr, row in pairs:
                 tr.kalman.update(dets.xyxy[row])
+                tr.observe(dets.xyxy[row], dets.kps[row], float(score[row]),
+                           None if looks is None else looks[row], cfg.look_rate)
                 tr.last_t, tr.hits, tr.lost = t, tr.hits + 1, False
                 ids[row] = tr.track_id
                 free.remove(tr)
@@ -144,21 +190,33 @@ class FaceTracker:
             return rows[ids[rows] == -1]
 
         cfg = self.cfg
-        take(self._match([tr for tr in free if not tr.lost], high, dets.xyxy, cfg.match_iou))
-        take(self._match(free, unmatched(high), dets.xyxy, cfg.match_iou))
-        take(self._match(free, unmatched(high), dets.xyxy, cfg.match_iou, by_distance=True))
-        take(self._match([tr for tr in free if not tr.lost], low, dets.xyxy, cfg.low_match_iou))
+        xy = dets.xyxy
+        take(self._match([tr for tr in free if not tr.lost], high, xy, cfg.match_iou,
+                         looks=looks))
+        take(self._match(free, unmatched(high), xy, cfg.match_iou, looks=looks))
+        take(self._match(free, unmatched(high), xy, cfg.match_iou, by_distance=True,
+                         looks=looks))
+        take(self._match([tr for tr in free if not tr.lost], low, xy, cfg.low_match_iou,
+                         looks=looks))
         # New tracks from confident detections nobody took.
         for row in high:
             if ids[row] == -1 and score[row] >= cfg.new_track_thresh:
-                tr = TrackState(self._next_id, BoxKalman(dets.xyxy[row]), t, t, self._step)
+                tr = TrackState(self._next_id, BoxKalman(xy[row]), t, t, self._step)
+                tr.observe(xy[row], dets.kps[row], float(score[row]),
+                           None if looks is None else looks[row], 1.0)
                 self._next_id += 1
                 self._tracks.append(tr)
                 ids[row] = tr.track_id
+        searched = None if checked is None else set(checked)
         ended: list[TrackState] = []
         alive: list[TrackState] = []
         for tr in self._tracks:
-            if tr.last_t < t:
+            if tr.last_t < t and searched is not None and tr.track_id not in searched:
+                # Not searched for this frame: not missed; it ends only by max_lost_s.
+                if t - tr.last_t > cfg.max_lost_s:
+                    ended.append(tr)
+                    continue
+            elif tr.last_t < t:
                 tr.lost = True
                 # A track seen once and missed at once was most likely a false positive.
                 if t - tr.last_t > cfg.max_lost_s or tr.hits == 1:
@@ -167,6 +225,26 @@ class FaceTracker:
             alive.append(tr)
         self._tracks = alive
         return dets.with_track_ids(ids), ended
+
+    def carried(self, t: float) -> FaceDetections:
+        """Rows for the confirmed tracks not seen at ``t`` and not missed either (the detector
+        did not look for them this frame): predicted boxes, the last landmarks moved with the
+        box, the last score; ``track_id`` set."""
+        tracks = [tr for tr in self._tracks if tr.last_t < t and not tr.lost and tr.hits >= 2]
+        if not tracks:
+            return FaceDetections.empty().with_track_ids(np.zeros((0,), np.int64))
+        boxes, kps = zip(*(tr.carried() for tr in tracks))
+        return FaceDetections(np.stack(boxes), np.array([tr.score for tr in tracks]),
+                              np.stack(kps), np.array([tr.track_id for tr in tracks]))
+
+    def predicted(self, steps_ahead: int = 1) -> list[tuple[int, np.ndarray]]:
+        """(track id, box) of every live track ``steps_ahead`` analysed frames from now."""
+        out = []
+        for tr in self._tracks:
+            m = tr.kalman.mean
+            ahead = m[:4] + steps_ahead * m[4:]
+            out.append((tr.track_id, xyah_to_xyxy(ahead)))
+        return out
 
     def finish(self) -> list[TrackState]:
         """End every live track (end of stream)."""

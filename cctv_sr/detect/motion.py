@@ -1,0 +1,93 @@
+"""Motion and shot cuts on a small grey image: where to look, and when every track must end.
+
+One :class:`MotionGate` per stream. Each analysed frame is subsampled to about
+``scan.motion_height`` rows (strided, no filtering: it only has to show what moves) and turned
+grey; a running-average background gives the moving pixels (absolute difference, threshold,
+dilate), their outer contours the blobs. The same small image decides shot cuts: a grey
+histogram that jumps (total variation distance at least ``scan.cut_thresh``) or most pixels
+changing at once. When more than ``scan.max_motion_share`` of the image moves (a moving camera,
+a light switched on) there are no blobs: motion cannot say where people are. Costs about
+0.2 ms for a 1080p frame here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from cctv_sr.config import ScanConfig
+
+_HIST_BINS = 32
+_KERNEL = np.ones((3, 3), np.uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class Motion:
+    """One frame's motion: blob boxes (N, 4) xyxy in frame pixels, whether the frame starts a
+    new shot, and the motion mask (grey-image pixels; ``step`` frame pixels each)."""
+
+    blobs: np.ndarray
+    cut: bool
+    mask: np.ndarray
+    step: int
+
+    def moving(self, box: np.ndarray, min_share: float = 0.05) -> bool:
+        """Whether at least ``min_share`` of ``box`` (xyxy, frame pixels) is moving."""
+        if self.mask.size == 0:
+            return False
+        h, w = self.mask.shape
+        x0, y0, x1, y1 = (np.asarray(box, np.float64) / self.step).tolist()
+        ix0, iy0 = max(int(x0), 0), max(int(y0), 0)
+        ix1, iy1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
+        if ix1 <= ix0 or iy1 <= iy0:
+            return False
+        return float(self.mask[iy0:iy1, ix0:ix1].mean()) / 255.0 >= min_share
+
+
+class MotionGate:
+    """Background model, motion blobs and cut test of one stream (not thread-safe)."""
+
+    def __init__(self, cfg: ScanConfig) -> None:
+        self.cfg = cfg
+        self._bg: np.ndarray | None = None
+        self._prev: np.ndarray | None = None
+        self._hist: np.ndarray | None = None
+
+    def _small(self, image: np.ndarray) -> tuple[np.ndarray, int]:
+        step = max(1, int(image.shape[0]) // self.cfg.motion_height)
+        grey = cv2.cvtColor(np.ascontiguousarray(image[::step, ::step]), cv2.COLOR_BGR2GRAY)
+        return cv2.blur(grey, (3, 3)), step
+
+    def update(self, image: np.ndarray) -> Motion:
+        """Motion of ``image`` (BGR frame) against the background so far."""
+        grey, step = self._small(image)
+        hist = cv2.calcHist([grey], [0], None, [_HIST_BINS], [0, 256]).ravel()
+        hist = hist.astype(np.float32) / max(float(hist.sum()), 1.0)
+        cut = False
+        if self._prev is not None and self._prev.shape == grey.shape and self._hist is not None:
+            tv = 0.5 * float(np.abs(hist - self._hist).sum())
+            changed = float((cv2.absdiff(grey, self._prev) > 2 * self.cfg.motion_thresh).mean())
+            cut = tv >= self.cfg.cut_thresh or changed >= self.cfg.cut_changed
+        self._prev, self._hist = grey, hist
+        if self._bg is None or self._bg.shape != grey.shape or cut:
+            self._bg = grey.astype(np.float32)
+            return Motion(np.zeros((0, 4), np.float32), cut, np.zeros_like(grey), step)
+        diff = cv2.absdiff(grey, cv2.convertScaleAbs(self._bg))
+        _, mask = cv2.threshold(diff, self.cfg.motion_thresh, 255, cv2.THRESH_BINARY)
+        mask = cv2.dilate(mask, _KERNEL, iterations=2)
+        cv2.accumulateWeighted(grey, self._bg, self.cfg.motion_alpha)
+        if float(mask.mean()) / 255.0 > self.cfg.max_motion_share:
+            # The camera moves (or the light changed): motion says nothing about where people
+            # are; the tracks' own regions and the full-frame passes find them.
+            return Motion(np.zeros((0, 4), np.float32), False, mask, step)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        boxes = []
+        for contour in contours:
+            if cv2.contourArea(contour) < self.cfg.motion_min_area:
+                continue
+            x, y, w, h = cv2.boundingRect(contour)
+            boxes.append((x * step, y * step, (x + w) * step, (y + h) * step))
+        blobs = np.asarray(boxes, np.float32).reshape(-1, 4)
+        return Motion(blobs, False, mask, step)

@@ -1,0 +1,126 @@
+"""Where the detector looks in each frame, and when (``[scan]``; one :class:`Scanner` per stream).
+
+Each analysed frame gets a :class:`ScanPlan`:
+
+* ``full``: the whole frame at native resolution: the first frame, every
+  ``scan.full_frame_s``, at a shot cut, and every frame with ``scan.mode = "exhaustive"``;
+* ``regions``: at most every ``scan.detect_interval_s``, squares around motion blobs and
+  around the tracks due for a check (a track over moving pixels at every detection, a still
+  one every ``scan.static_check_s``), merged and scaled (:mod:`cctv_sr.detect.regions`);
+* ``none``: nothing is searched; tracks carry their faces (rows marked not detected).
+
+A frame with no motion and no live track costs the motion test only (well under 1 ms).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cctv_sr.config import ScanConfig
+from cctv_sr.detect.motion import MotionGate
+from cctv_sr.detect.regions import Region, blob_region, covers, merge_regions, track_region
+
+FULL, REGIONS, NONE = "full", "regions", "none"
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """What to search in one frame. ``checked``: the track ids searched for (None: every
+    track, a full-frame pass; empty: none, the tracks are carried)."""
+
+    kind: str
+    regions: tuple[Region, ...] = ()
+    cut: bool = False
+    checked: frozenset[int] | None = None
+
+    @property
+    def searched(self) -> tuple[Region, ...] | None:
+        """The regions for :func:`cctv_sr.detect.regions.detect_regions` (None: full frame)."""
+        return None if self.kind == FULL else self.regions
+
+
+@dataclass
+class ScanStats:
+    """Counts over a run (run.json and bench): frames per plan kind, regions searched, cuts."""
+
+    full: int = 0
+    regions: int = 0
+    none: int = 0
+    region_count: int = 0
+    cuts: int = 0
+
+    def count(self, plan: ScanPlan) -> None:
+        if plan.kind == FULL:
+            self.full += 1
+        elif plan.kind == REGIONS:
+            self.regions += 1
+            self.region_count += len(plan.regions)
+        else:
+            self.none += 1
+        self.cuts += int(plan.cut)
+
+
+@dataclass
+class Scanner:
+    """Plans the search of one stream's frames, in order."""
+
+    cfg: ScanConfig
+    max_lost_s: float = 1.5  # tracker.max_lost_s: a still track is re-checked within half
+    gate: MotionGate = field(init=False)
+    _last_full: float | None = None
+    _last_detect: float | None = None
+    _checked_at: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.gate = MotionGate(self.cfg)
+
+    def plan(self, image: np.ndarray, t: float,
+             tracks: list[tuple[int, np.ndarray]]) -> ScanPlan:
+        """The plan for a frame at stream time ``t`` with live ``tracks`` (id, predicted box)."""
+        cfg = self.cfg
+        motion = self.gate.update(image)
+        live = {tid for tid, _ in tracks}
+        for tid in [k for k in self._checked_at if k not in live]:
+            del self._checked_at[tid]
+        eps = 1e-6
+        if (cfg.mode == "exhaustive" or motion.cut or self._last_full is None
+                or t - self._last_full >= cfg.full_frame_s - eps):
+            self._last_full = self._last_detect = t
+            self._checked_at = {tid: t for tid in live}
+            return ScanPlan(FULL, cut=motion.cut)
+        if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
+            return ScanPlan(NONE, checked=frozenset())
+        height, width = image.shape[:2]
+        regions: list[Region] = []
+        checked = set()
+        for tid, box in tracks:
+            every = min(cfg.static_check_s, 0.5 * self.max_lost_s)
+            due = t - self._checked_at.get(tid, -np.inf) >= every - eps
+            if due or motion.moving(box):
+                regions.append(track_region(box, cfg, width, height))
+                checked.add(tid)
+                self._checked_at[tid] = t
+        # Motion already followed by a track needs no region of its own.
+        tracked = [track_region(box, cfg, width, height) for _, box in tracks]
+        for blob in motion.blobs:
+            region = blob_region(blob, cfg, width, height)
+            if not any(covers(r, region) for r in tracked):
+                regions.append(region)
+        if not regions:
+            return ScanPlan(NONE, checked=frozenset())
+        self._last_detect = t
+        merged = merge_regions(regions, width, height)
+        # A track inside a region searched for a blob was searched for too.
+        for tid, box in tracks:
+            if tid not in checked and any(_inside(box, r) for r in merged):
+                checked.add(tid)
+                self._checked_at[tid] = t
+        return ScanPlan(REGIONS, tuple(merged), checked=frozenset(checked))
+
+
+def _inside(box: np.ndarray, region: Region) -> bool:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return (x0 >= region.x0 and y0 >= region.y0 and x1 <= region.x0 + region.side
+            and y1 <= region.y0 + region.side)
