@@ -144,6 +144,7 @@ class Quality:
     frontal: float
     det_score: float
     score: float
+    faceness: float = float("nan")  # O-Net face probability of the crop (NaN: not checked)
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,6 +245,7 @@ class StageTimes:
     pipeline fills it in as the run goes; run.json reports it)."""
 
     detect_s: float = 0.0
+    scan_s: float = 0.0  # motion, shot cuts and region planning
     track_s: float = 0.0
     align_s: float = 0.0
     sr_s: float = 0.0

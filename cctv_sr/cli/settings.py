@@ -14,7 +14,10 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="pipeline TOML (e.g. pipelines/cpu_default.toml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set tracker.max_lost_s=2 (repeatable)")
-    p.add_argument("--detector", help="mtcnn (default) | yunet | scrfd")
+    p.add_argument("--detector", help="yunet (default, shipped) | mtcnn | scrfd")
+    p.add_argument("--exhaustive", action="store_true",
+                   help="run the detector on every full frame (no motion gating, no regions, "
+                        "no carried rows): slower, for those who want every frame searched")
     p.add_argument("--detector-model", help="detector weights file")
     p.add_argument("--sr", help="bicubic (default) | ipunet | lrnet | srgan (the project's own, "
                                 "shipped; docs/MODELS.md) | espcn | fsrcnn | lapsrn | lapsrn_x8 "
@@ -48,6 +51,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         detector={**given(("name", args.detector), ("model_path", args.detector_model)),
                   **device},
         sr={**given(("name", args.sr), ("model_path", args.sr_model)), **device},
+        scan=given(("mode", "exhaustive" if getattr(args, "exhaustive", False) else None)),
         embedder=device,
         head=device,
         output=given(("top_k", args.top_k), ("save_all_crops", args.save_all_crops)),

@@ -16,7 +16,8 @@ from cctv_sr.detect.base import FaceDetector
 from cctv_sr.detect.regions import detect_regions
 from cctv_sr.engine.scan import FULL, NONE, Scanner, ScanPlan, ScanStats
 from cctv_sr.face.align import choose_lr_side, native_size, similarity_to_template, warp_face
-from cctv_sr.face.quality import face_quality
+from cctv_sr.face.faceness import Faceness
+from cctv_sr.face.quality import face_quality, with_faceness
 from cctv_sr.records import (
     AlignedFace,
     AnalysisMessage,
@@ -63,6 +64,7 @@ class Analyzer:
     emit: Emit
     fps_hint: float = 25.0
     embed: bool = False  # identity matching is on: also ask for sparse samples over time
+    faceness: Faceness | None = None  # face / non-face check folded into each face's quality
     stats: AnalysisStats = field(default_factory=AnalysisStats)
     _streams: dict[str, _StreamState] = field(default_factory=dict)
     _sampled_at: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -142,6 +144,8 @@ class Analyzer:
         self.stats.track_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         untracked: list[FaceRow] = []
+        rows: list[FaceRow] = []
+        faces: list[AlignedFace] = []
         for i in range(len(tracked)):
             tid = int(tracked.track_id[i]) if tracked.track_id is not None else -1
             row = FaceRow(frame.stream_id, frame.index, frame.pts, frame.time_base, i,
@@ -150,7 +154,13 @@ class Analyzer:
             if tid < 0:
                 untracked.append(row)
                 continue
-            face = self.align(frame, tracked, i, tid)
+            rows.append(row)
+            faces.append(self.align(frame, tracked, i, tid))
+        if faces and self.faceness is not None:
+            probs = self.faceness.score([f.crop for f in faces])
+            faces = [replace(f, quality=with_faceness(f.quality, float(p)))
+                     for f, p in zip(faces, probs)]
+        for row, face in zip(rows, faces):
             row = replace(row, quality=face.quality, face_id=face.face_id)
             requests = st.book.add(face, row)
             for request in requests:

@@ -78,7 +78,8 @@ class Pipeline:
     def __init__(self, cfg: RunConfig, detector: FaceDetector, sr: SuperResolver,
                  sinks: Iterable[FaceSink], fps_hint: float = 25.0, queue_size: int = 64,
                  embedder: FaceEmbedder | None = None,
-                 faceness: Faceness | None = None, head: LrHeadEmbedder | None = None) -> None:
+                 faceness: Faceness | None = None, head: LrHeadEmbedder | None = None,
+                 quality_faceness: Faceness | None = None) -> None:
         self.cfg = cfg
         self.sinks = list(sinks)
         self.stats = PipelineStats()
@@ -87,8 +88,10 @@ class Pipeline:
         self._to_writer: Channel[WriterMessage] = Channel(queue_size, self._abort)
         self._failures: list[Failure] = []
         self._source_stop: Callable[[], None] | None = None
+        # quality_faceness: the analysis thread's own face / non-face check (a second instance,
+        # so no torch module is shared between threads).
         self._analyzer = Analyzer(cfg, detector, self._to_accel.put, fps_hint,
-                                  embed=embedder is not None)
+                                  embed=embedder is not None, faceness=quality_faceness)
         self._accelerator = Accelerator(sr, cfg.align.out_size, embedder, faceness, head)
         self.stats.analysis = self._analyzer.stats
         self.stats.accelerator = self._accelerator.stats
@@ -213,6 +216,7 @@ class Pipeline:
             times = self.stats.times
             a, acc = self._analyzer.stats, self._accelerator.stats
             times.detect_s, times.track_s, times.align_s = a.detect_s, a.track_s, a.align_s
+            times.scan_s = a.scan_s
             times.sr_s, times.embed_s, times.head_s = acc.sr_s, acc.embed_s, acc.head_s
             times.write_s = sum(sink.write_s for sink in self.sinks)
             times.wall_s = time.perf_counter() - t0

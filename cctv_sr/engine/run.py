@@ -17,6 +17,7 @@ from cctv_sr.config import RunConfig
 from cctv_sr.detect import create_detector
 from cctv_sr.engine.pipeline import FaceSink, Pipeline, PipelineStats
 from cctv_sr.engine.progress import RunProgress
+from cctv_sr.face.faceness import OnetFaceness
 from cctv_sr.identity.setup import open_identity
 from cctv_sr.io.outdir import OutputWriter, WriteCounts
 from cctv_sr.io.run_record import (
@@ -90,7 +91,11 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
     hasher = None if live else _Hasher(Path(footage))
     if hasher is not None:
         hasher.start()
-    models = {"detector": ModelRecord.of(detector), "sr": ModelRecord.of(sr)}
+    # The analysis stage's face / non-face check, folded into each face's quality
+    # (face/quality.py); MTCNN's O-Net from the mtcnn package, nothing to download.
+    quality_faceness = OnetFaceness(device=cfg.detector.device)
+    models = {"detector": ModelRecord.of(detector), "sr": ModelRecord.of(sr),
+              "quality_faceness": ModelRecord.of(quality_faceness)}
     if embedder is not None:
         models["embedder"] = ModelRecord.of(embedder)
         models["faceness"] = ModelRecord.of(faceness)
@@ -101,7 +106,7 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
     writer.write_run_json(record.to_json())
     pipeline = Pipeline(cfg, detector, sr, sinks, fps_hint=info.fps or 25.0,
                         queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
-                        faceness=faceness, head=head)
+                        faceness=faceness, head=head, quality_faceness=quality_faceness)
     progress = RunProgress(source, info, cfg.source.stride, cfg.source.max_fps, disable=quiet)
     status, error = "complete", None
     stats: PipelineStats = pipeline.stats
@@ -144,6 +149,8 @@ def _finish(record: RunRecord, stats: PipelineStats, s: SourceStats, writer: Out
         sr_faces=stats.sr_faces, embedded_faces=stats.embedded_faces,
         head_faces=stats.accelerator.head_faces, faces=w.faces,
         faces_untracked=w.faces_untracked, tracks=w.tracks, crops_written=w.crops_written,
-        crops_removed=w.crops_removed)
+        crops_removed=w.crops_removed, carried_rows=a.carried, frames_full_scan=a.scan.full,
+        frames_region_scan=a.scan.regions, frames_no_scan=a.scan.none,
+        regions_searched=a.scan.region_count, shot_cuts=a.scan.cuts)
     record.timing = RunTiming(**{**asdict(stats.times), "wall_s": wall_s},
                               analysed_fps=a.frames / wall_s if wall_s > 0 else None)

@@ -82,6 +82,7 @@ def bench(footage: str, cfg: RunConfig, quiet: bool = True) -> BenchResult:
     analysed = result.frames_analysed
     rows = (
         BenchRow("decode", decoded, "frame", decode_s),
+        BenchRow("scan", analysed, "frame", times.scan_s),
         BenchRow("detect", analysed, "frame", times.detect_s),
         BenchRow("track", analysed, "frame", times.track_s),
         BenchRow("align", stats.analysis.faces, "face", times.align_s),

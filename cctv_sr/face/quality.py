@@ -1,11 +1,14 @@
 """Per-face quality: how useful a crop is for identification (size, sharpness, pose).
 
-All terms are in [0, 1]; the combined score ranks a track's faces to keep the best shots.
+All terms are in [0, 1]; the combined score ranks a track's faces to keep the best shots. The
+analysis stage also folds in the O-Net face / non-face probability (:func:`with_faceness`), so
+a sign or a hand the detector took for a face never becomes a track's best shot.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -42,6 +45,17 @@ def frontalness(kps: np.ndarray, M: np.ndarray, side: int) -> float:
     residual = float(np.linalg.norm(mapped - template(side), axis=1).mean())
     residual /= _EYE_DIST_112 * side / 112.0
     return float(np.clip(1.0 - residual / 0.3, 0.0, 1.0))
+
+
+# How much a doubtful face / non-face verdict costs: the score is multiplied by faceness ** this,
+# so a shop sign's 0.05 puts it far below any real face, a blurred face's 0.6 costs 23%.
+FACENESS_WEIGHT = 0.5
+
+
+def with_faceness(q: Quality, faceness: float) -> Quality:
+    """``q`` with the crop's face / non-face probability folded into its score."""
+    p = float(np.clip(faceness, 0.0, 1.0))
+    return replace(q, faceness=p, score=float(q.score * p ** FACENESS_WEIGHT))
 
 
 def face_quality(crop: np.ndarray, kps: np.ndarray, M: np.ndarray, size_px: float,

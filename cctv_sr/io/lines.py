@@ -45,11 +45,15 @@ class QualityLine:
     frontal: float
     det_score: float
     score: float
+    faceness: float | None  # O-Net face probability, folded into ``score`` (null: unchecked)
 
     @classmethod
     def of(cls, q: Quality) -> QualityLine:
-        return cls(*(round(float(v), 4) for v in (q.size_px, q.size, q.sharpness, q.frontal,
-                                                 q.det_score, q.score)))
+        def r(v: float) -> float:
+            return round(float(v), 4)
+
+        return cls(r(q.size_px), r(q.size), r(q.sharpness), r(q.frontal), r(q.det_score),
+                   r(q.score), None if np.isnan(q.faceness) else r(q.faceness))
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,12 @@ class RunCounts:
     tracks: int = 0
     crops_written: int = 0
     crops_removed: int = 0
+    carried_rows: int = 0  # face rows carried by tracks between detections (detected: false)
+    frames_full_scan: int = 0  # frames the detector searched whole
+    frames_region_scan: int = 0  # frames searched in regions only
+    frames_no_scan: int = 0  # frames nothing was searched in (tracks carried the faces)
+    regions_searched: int = 0
+    shot_cuts: int = 0  # each one ended every open track
 
 
 @dataclass

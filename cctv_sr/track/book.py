@@ -11,6 +11,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from cctv_sr.records import AlignedFace, FaceRow, SaveRequest, TrackEnd, TrackSummary
 
 
@@ -22,7 +24,7 @@ class _Track:
     saved: set[str] = field(default_factory=set)
     best: tuple[float, int] = (-1.0, -1)
     detected: int = 0
-    times: dict[str, float] = field(default_factory=dict)  # kept face id -> stream time
+    times: dict[str, float] = field(default_factory=dict)  # kept face id -> time slot
 
 
 class TrackBook:
@@ -60,28 +62,32 @@ class TrackBook:
     def _time(self, face: AlignedFace) -> float:
         return face.seconds if face.seconds is not None else face.frame_index / self.fps
 
+    def _slot(self, t: float) -> float:
+        return float(np.floor(t / self.min_gap_s)) if self.min_gap_s > 0 else t
+
     def _offer(self, tr: _Track, face: AlignedFace) -> list[SaveRequest]:
-        """Keep the top-k by quality, spread over time: a face within ``min_gap_s`` of a kept
-        one competes with that one only (near-duplicate neighbours never fill the top-k)."""
+        """Keep the top-k by quality, spread over time: stream time is cut into slots of
+        ``min_gap_s`` and a slot keeps at most one face (a face competes with its slot's
+        kept face only), so near-duplicate neighbours never fill the top-k."""
         if self.save_all:
             tr.saved.add(face.face_id)
             return [SaveRequest(face)]
         item = (face.quality.score, face.frame_index, face.face_id)
-        t = self._time(face)
-        near = [it for it in tr.heap if abs(tr.times[it[2]] - t) < self.min_gap_s]
+        slot = self._slot(self._time(face))
+        near = [it for it in tr.heap if tr.times[it[2]] == slot]
         if near:
-            rival = min(near)
+            rival = near[0]
             if item[:2] <= rival[:2]:
                 return []
             tr.heap.remove(rival)
             heapq.heapify(tr.heap)
-            return self._keep(tr, face, item, t, rival[2])
+            return self._keep(tr, face, item, slot, rival[2])
         if len(tr.heap) < self.top_k:
-            return self._keep(tr, face, item, t, None)
+            return self._keep(tr, face, item, slot, None)
         if item[:2] <= tr.heap[0][:2]:
             return []
         evicted = heapq.heappop(tr.heap)[2]
-        return self._keep(tr, face, item, t, evicted)
+        return self._keep(tr, face, item, slot, evicted)
 
     @staticmethod
     def _keep(tr: _Track, face: AlignedFace, item: tuple[float, int, str], t: float,
