@@ -115,6 +115,33 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                      "`cctv-sr run`, then the embedder): any eval identify method, e.g. lrnet "
                      "or lrhead=cctv_sr/models/weights/lrmfn.pt (the LR head's own thresholds)")
     _add_output(cal)
+    det = esub.add_parser(
+        "detect", help="small-face recall, people found and speed on a synthetic scene",
+        description="Small-face detection (docs/EVAL.md section 5): a synthetic CCTV scene of "
+        "face photos on walking bodies over real footage, H.264 CRF 30, with ground truth; the "
+        "pipeline's default settings and --exhaustive (and any --versus) side by side in one "
+        "run: frame recall and people found per face width, false detections per frame, "
+        "end-to-end frames/s over decode-only. --clips adds real clips (counts only).")
+    det.add_argument("--faces", type=Path, metavar="ROOT",
+                     help="LFW-style tree of face photos (one person per name)")
+    det.add_argument("--background", type=Path, metavar="VIDEO",
+                     help="footage the people walk over (looped; default: a synthetic backdrop)")
+    det.add_argument("--widths", type=_int_list, default=(12, 16, 20, 24, 32, 40), metavar="LIST",
+                     help="face widths in px (default 12,16,20,24,32,40)")
+    det.add_argument("--seconds", type=float, default=8.0, help="scene length (default 8)")
+    det.add_argument("--size", default="1920x1080", help="scene WxH (default 1920x1080)")
+    det.add_argument("--seed", type=int, default=0)
+    det.add_argument("--scene-out", type=Path, metavar="DIR",
+                     help="keep the scene clip and its ground truth here (default: the cache)")
+    det.add_argument("--clips", type=Path, nargs="*", default=[], metavar="VIDEO",
+                     help="real clips to count detections and tracks on, side by side")
+    det.add_argument("--config", type=Path, help="pipeline TOML")
+    det.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting for every configuration")
+    det.add_argument("--versus", action="append", default=[], metavar="KEY=VALUE",
+                     help="one more configuration: these settings on top (repeatable); "
+                     "--exhaustive is always compared")
+    _add_output(det)
     return p
 
 
@@ -206,10 +233,68 @@ def _identify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detect(args: argparse.Namespace) -> int:
+    from cctv_sr.config import apply_mapping, load_config, parse_override, validate
+    from cctv_sr.data.scene import SceneSpec, SceneTruth, make_scene
+    from cctv_sr.evaluate.detect_eval import run_config, table
+    from cctv_sr.models.resolve import cache_root
+
+    try:
+        width, height = (int(v) for v in str(args.size).lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size {args.size!r}: expected WxH, e.g. 1920x1080") from None
+    spec = SceneSpec(width=width, height=height, seconds=args.seconds, widths=args.widths,
+                     seed=args.seed, background=str(args.background or ""),
+                     faces=str(args.faces or ""))
+    folder = args.scene_out or cache_root() / "eval" / "scenes"
+    clip = Path(folder) / f"scene_{spec.key()}.mp4"
+    truth_path = clip.with_suffix(".json")
+    if clip.is_file() and truth_path.is_file():
+        truth = SceneTruth.from_json(json.loads(truth_path.read_text(encoding="utf-8")))
+    else:
+        if not spec.faces:
+            raise ConfigError("eval detect: --faces ROOT (an LFW-style tree) is needed to make "
+                              "the scene")
+        print(f"making the scene {clip} ...", file=sys.stderr)
+        truth = make_scene(spec, clip)
+    base = load_config(args.config, args.set)
+    configs = {"default": base}
+    for name, extra in [("exhaustive", ["scan.mode=exhaustive"]),
+                        *([(" ".join(args.versus), args.versus)] if args.versus else [])]:
+        cfg = base
+        for text in extra:
+            cfg = apply_mapping(cfg, parse_override(text), "")
+        validate(cfg)
+        configs[name] = cfg
+    results = [run_config(clip, name, cfg, truth) for name, cfg in configs.items()]
+    print(f"scene {clip.name}: {spec.width}x{spec.height}, {len(truth.frames)} frames, "
+          f"{len(truth.people)} people")
+    for line in table(results):
+        print(line)
+    real = {str(c): [run_config(c, name, cfg, None) for name, cfg in configs.items()]
+            for c in args.clips}
+    for path, rows in real.items():
+        print(f"\n{path}")
+        for line in table(rows):
+            print(line)
+    if args.json:
+        data = {"scene": str(clip), **results[0].to_json(),
+                "configs": [r.to_json() for r in results],
+                "clips": {k: [r.to_json() for r in v] for k, v in real.items()}}
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Run the ``eval`` subcommand parsed by :func:`add_eval_parser`; returns the exit code."""
     if args.eval_command == "identify":
         return _identify(args)
     if args.eval_command == "calibrate":
         return _calibrate(args)
+    if args.eval_command == "detect":
+        return _detect(args)
     raise ConfigError(f"eval: unknown command {args.eval_command!r}")  # pragma: no cover
