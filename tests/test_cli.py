@@ -157,5 +157,5 @@ def test_bench_reports_decode_and_e2e_side_by_side(no_face_clip: Path, tmp_path:
     assert data["decode_fps"] > 0 and data["e2e_fps"] > 0
     assert data["ratio"] == pytest.approx(data["e2e_fps"] / data["decode_fps"], rel=1e-2)
     stages = {r["stage"]: r for r in data["rows"]}
-    assert set(stages) == {"decode", "detect", "track", "align", "sr", "write", "e2e"}
+    assert set(stages) == {"decode", "scan", "detect", "track", "align", "sr", "write", "e2e"}
     assert stages["detect"]["items"] == 20 and stages["detect"]["per_s"] > 0

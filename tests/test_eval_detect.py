@@ -34,6 +34,7 @@ def test_scene_clip_and_truth_agree(tmp_path: Path, group_photo: np.ndarray) -> 
     for frame in truth.frames:
         for _, width, (x0, y0, x1, y1) in frame:
             assert abs((x1 - x0) - width) < 1e-3 and 0 <= x0 and x1 <= SPEC.width
+            assert abs((y1 - y0) - 1.15 * width) < 1e-3
 
 
 def test_scoring_ground_truth_as_rows_is_perfect_and_empty_rows_find_nothing(

@@ -227,10 +227,11 @@ class FaceTracker:
         return dets.with_track_ids(ids), ended
 
     def carried(self, t: float) -> FaceDetections:
-        """Rows for the confirmed tracks not seen at ``t`` and not missed either (the detector
-        did not look for them this frame): predicted boxes, the last landmarks moved with the
-        box, the last score; ``track_id`` set."""
-        tracks = [tr for tr in self._tracks if tr.last_t < t and not tr.lost and tr.hits >= 2]
+        """Rows for the tracks not seen at ``t`` and not missed either (the detector did not
+        look for them this frame): predicted boxes, the last landmarks moved with the box, the
+        last score; ``track_id`` set. A track seen once is carried too: if it never reaches
+        ``tracker.min_faces`` detections the track book drops its carried rows with it."""
+        tracks = [tr for tr in self._tracks if tr.last_t < t and not tr.lost]
         if not tracks:
             return FaceDetections.empty().with_track_ids(np.zeros((0,), np.int64))
         boxes, kps = zip(*(tr.carried() for tr in tracks))
