@@ -156,10 +156,12 @@ class Analyzer:
                 continue
             rows.append(row)
             faces.append(self.align(frame, tracked, i, tid))
-        if faces and self.faceness is not None:
-            probs = self.faceness.score([f.crop for f in faces])
-            faces = [replace(f, quality=with_faceness(f.quality, float(p)))
-                     for f, p in zip(faces, probs)]
+        # O-Net only for faces that could still become a best shot (it can only lower a score).
+        check = [k for k, f in enumerate(faces) if st.book.could_keep(f)]
+        if check and self.faceness is not None:
+            probs = self.faceness.score([faces[k].crop for k in check])
+            for k, p in zip(check, probs):
+                faces[k] = replace(faces[k], quality=with_faceness(faces[k].quality, float(p)))
         for row, face in zip(rows, faces):
             row = replace(row, quality=face.quality, face_id=face.face_id)
             requests = st.book.add(face, row)

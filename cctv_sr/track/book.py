@@ -62,6 +62,19 @@ class TrackBook:
     def _time(self, face: AlignedFace) -> float:
         return face.seconds if face.seconds is not None else face.frame_index / self.fps
 
+    def could_keep(self, face: AlignedFace) -> bool:
+        """Whether ``face`` (at its present quality) could enter its track's best shots now;
+        a later check can only lower its score, so a face that could not is never checked."""
+        tr = self._tracks.get(face.track_id)
+        if self.save_all or tr is None or tr.detected + 1 < self.min_faces:
+            return True
+        item = (face.quality.score, face.frame_index)
+        slot = self._slot(self._time(face))
+        near = [it for it in tr.heap if tr.times[it[2]] == slot]
+        if near:
+            return item > near[0][:2]
+        return len(tr.heap) < self.top_k or item > tr.heap[0][:2]
+
     def _slot(self, t: float) -> float:
         return float(np.floor(t / self.min_gap_s)) if self.min_gap_s > 0 else t
 
