@@ -69,7 +69,7 @@ class ScanConfig:
     max_upscale: float = 2.5  # at most this upsampling of a region (a 16 px face seen at 40)
     region_faces: float = 2.5  # a track's region side in face widths
     min_region_px: int = 48  # least region side in frame pixels
-    detect_interval_s: float = 0.08  # run the detector on regions at most this often
+    detect_interval_s: float = 0.12  # run the detector on regions at most this often
     full_frame_s: float = 1.0  # search the whole frame this often (people standing still)
     static_check_s: float = 0.4  # a track over no motion is re-checked this often (at most half
     # of tracker.max_lost_s, so a still track never ends unchecked)

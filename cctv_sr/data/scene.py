@@ -98,6 +98,8 @@ class SceneTruth:
 
 def lfw_patches(root: Path, count: int, seed: int) -> list[np.ndarray]:
     """``count`` head patches of different people from an LFW-style tree (seeded choice)."""
+    if not Path(root).is_dir():
+        raise ConfigError(f"{root}: not a folder of face photos (an LFW-style tree)")
     names = sorted(p for p in Path(root).iterdir() if p.is_dir())
     if len(names) < count:
         raise ConfigError(f"{root}: {len(names)} identities, the scene needs {count}")
