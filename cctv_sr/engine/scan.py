@@ -72,6 +72,7 @@ class Scanner:
     _last_full: float | None = None
     _last_detect: float | None = None
     _checked_at: dict[int, float] = field(default_factory=dict)
+    _searched: list[tuple[float, Region]] = field(default_factory=list)  # recent regions
 
     def __post_init__(self) -> None:
         self.gate = MotionGate(self.cfg)
@@ -90,9 +91,11 @@ class Scanner:
             self._last_full = self._last_detect = t
             self._checked_at = {tid: t for tid in live}
             return ScanPlan(FULL, cut=motion.cut)
-        if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
-            return ScanPlan(NONE, checked=frozenset())
         height, width = image.shape[:2]
+        self._searched = [(ts, r) for ts, r in self._searched
+                          if t - ts < cfg.detect_interval_s - eps]
+        if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
+            return self._newcomers(motion.blobs, tracks, t, width, height)
         regions: list[Region] = []
         checked = set()
         for tid, box in tracks:
@@ -112,12 +115,35 @@ class Scanner:
             return ScanPlan(NONE, checked=frozenset())
         self._last_detect = t
         merged = merge_regions(regions, width, height)
+        self._searched += [(t, r) for r in merged]
         # A track inside a region searched for a blob was searched for too.
         for tid, box in tracks:
             if tid not in checked and any(_inside(box, r) for r in merged):
                 checked.add(tid)
                 self._checked_at[tid] = t
         return ScanPlan(REGIONS, tuple(merged), checked=frozenset(checked))
+
+    def _newcomers(self, blobs: np.ndarray, tracks: list[tuple[int, np.ndarray]], t: float,
+                   width: int, height: int) -> ScanPlan:
+        """Between detections: motion that no track's region covers and that was not searched
+        within the interval (someone who just appeared) is searched at once, so a newcomer's
+        first frames are not lost. No track counts as searched for: they wait for the next
+        detection (a miss here never loses a track)."""
+        cfg = self.cfg
+        tracked = [track_region(box, cfg, width, height) for _, box in tracks]
+        new = []
+        for blob in blobs:
+            region = blob_region(blob, cfg, width, height)
+            if any(covers(r, region) for r in tracked):
+                continue
+            if any(covers(old, region, 0.3) for _, old in self._searched):
+                continue
+            new.append(region)
+        if not new:
+            return ScanPlan(NONE, checked=frozenset())
+        merged = merge_regions(new, width, height)
+        self._searched += [(t, r) for r in merged]
+        return ScanPlan(REGIONS, tuple(merged), checked=frozenset())
 
 
 def _inside(box: np.ndarray, region: Region) -> bool:
