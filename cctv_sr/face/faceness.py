@@ -5,7 +5,7 @@ The detectors fire on hands, signs and ornaments with face-like scores; the matc
 embeds, the aligned crop. MTCNN's O-Net is a 48 x 48 face / non-face classifier: here it sees
 a fixed window of the canonical crop (:data:`WINDOW`, the square where a frontal face's
 landmarks sit as O-Net was trained to see them), resampled to 48 x 48, and its face
-probability is the faceness score. Weights are the MTCNN files the default detector already
+probability is the faceness score. Weights are the MTCNN files the mtcnn detector also
 loads (``mtcnn`` package, :mod:`cctv_sr.detect.mtcnn_weights`); nothing is downloaded.
 
 Example::
