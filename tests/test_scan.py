@@ -26,7 +26,7 @@ from cctv_sr.face.quality import face_quality, with_faceness
 from cctv_sr.records import AlignedFace, FaceDetections, FaceRow, Quality
 from cctv_sr.track.appearance import describe
 from cctv_sr.track.book import TrackBook
-from cctv_sr.track.tracker import FaceTracker
+from cctv_sr.track.tracker import FaceTracker, iou_matrix
 from tests.videos import encode_clip
 
 
@@ -38,10 +38,7 @@ def read(out: Path) -> tuple[dict, list[dict], list[dict]]:
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    return float(iou_matrix(np.asarray(a, np.float32)[None], np.asarray(b, np.float32)[None])[0, 0])
 
 
 def test_region_detections_map_back_to_frame_pixels_exactly() -> None:

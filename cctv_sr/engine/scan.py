@@ -94,23 +94,22 @@ class Scanner:
         height, width = image.shape[:2]
         self._searched = [(ts, r) for ts, r in self._searched
                           if t - ts < cfg.detect_interval_s - eps]
+        tracked = [track_region(box, cfg, width, height) for _, box in tracks]
+        # Motion already followed by a track needs no region of its own.
+        untracked = [r for r in (blob_region(b, cfg, width, height) for b in motion.blobs)
+                     if not any(covers(tr, r) for tr in tracked)]
         if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
-            return self._newcomers(motion.blobs, tracks, t, width, height)
+            return self._newcomers(untracked, t, width, height)
         regions: list[Region] = []
         checked = set()
-        for tid, box in tracks:
-            every = min(cfg.static_check_s, 0.5 * self.max_lost_s)
+        every = min(cfg.static_check_s, 0.5 * self.max_lost_s)
+        for (tid, box), region in zip(tracks, tracked):
             due = t - self._checked_at.get(tid, -np.inf) >= every - eps
             if due or motion.moving(box):
-                regions.append(track_region(box, cfg, width, height))
+                regions.append(region)
                 checked.add(tid)
                 self._checked_at[tid] = t
-        # Motion already followed by a track needs no region of its own.
-        tracked = [track_region(box, cfg, width, height) for _, box in tracks]
-        for blob in motion.blobs:
-            region = blob_region(blob, cfg, width, height)
-            if not any(covers(r, region) for r in tracked):
-                regions.append(region)
+        regions += untracked
         if not regions:
             return ScanPlan(NONE, checked=frozenset())
         self._last_detect = t
@@ -123,28 +122,19 @@ class Scanner:
                 self._checked_at[tid] = t
         return ScanPlan(REGIONS, tuple(merged), checked=frozenset(checked))
 
-    def _newcomers(self, blobs: np.ndarray, tracks: list[tuple[int, np.ndarray]], t: float,
-                   width: int, height: int) -> ScanPlan:
-        """Between detections: motion that no track's region covers and that was not searched
-        within the interval (someone who just appeared) is searched at once, so a newcomer's
-        first frames are not lost. No track counts as searched for: they wait for the next
-        detection (a miss here never loses a track)."""
-        cfg = self.cfg
-        tracked = [track_region(box, cfg, width, height) for _, box in tracks]
-        new = []
-        for blob in blobs:
-            region = blob_region(blob, cfg, width, height)
-            if any(covers(r, region) for r in tracked):
-                continue
-            if any(covers(old, region, 0.3) for _, old in self._searched):
-                continue
-            new.append(region)
+    def _newcomers(self, untracked: list[Region], t: float, width: int,
+                   height: int) -> ScanPlan:
+        """Between detections: motion that no track's region covers (``untracked``) and that
+        was not searched within the interval (someone who just appeared) is searched at once,
+        so a newcomer's first frames are not lost. No track counts as searched for: they wait
+        for the next detection (a miss here never loses a track)."""
+        new = [r for r in untracked
+               if not any(covers(old, r, 0.3) for _, old in self._searched)]
         if not new:
             return ScanPlan(NONE, checked=frozenset())
         merged = merge_regions(new, width, height)
         self._searched += [(t, r) for r in merged]
         return ScanPlan(REGIONS, tuple(merged), checked=frozenset())
-
 
 def _inside(box: np.ndarray, region: Region) -> bool:
     x0, y0, x1, y1 = (float(v) for v in box)

@@ -68,12 +68,16 @@ class TrackBook:
         tr = self._tracks.get(face.track_id)
         if self.save_all or tr is None or tr.detected + 1 < self.min_faces:
             return True
-        item = (face.quality.score, face.frame_index)
-        slot = self._slot(self._time(face))
+        rival = self._rival(tr, self._slot(self._time(face)))
+        return rival is None or (face.quality.score, face.frame_index) > rival[:2]
+
+    def _rival(self, tr: _Track, slot: float) -> tuple[float, int, str] | None:
+        """The kept shot a face of ``slot`` competes with: its slot's kept face, else the
+        worst kept face when the top-k is full; None when there is room."""
         near = [it for it in tr.heap if tr.times[it[2]] == slot]
         if near:
-            return item > near[0][:2]
-        return len(tr.heap) < self.top_k or item > tr.heap[0][:2]
+            return near[0]
+        return tr.heap[0] if len(tr.heap) >= self.top_k else None
 
     def _slot(self, t: float) -> float:
         return float(np.floor(t / self.min_gap_s)) if self.min_gap_s > 0 else t
@@ -87,20 +91,14 @@ class TrackBook:
             return [SaveRequest(face)]
         item = (face.quality.score, face.frame_index, face.face_id)
         slot = self._slot(self._time(face))
-        near = [it for it in tr.heap if tr.times[it[2]] == slot]
-        if near:
-            rival = near[0]
-            if item[:2] <= rival[:2]:
-                return []
-            tr.heap.remove(rival)
-            heapq.heapify(tr.heap)
-            return self._keep(tr, face, item, slot, rival[2])
-        if len(tr.heap) < self.top_k:
+        rival = self._rival(tr, slot)
+        if rival is None:
             return self._keep(tr, face, item, slot, None)
-        if item[:2] <= tr.heap[0][:2]:
+        if item[:2] <= rival[:2]:
             return []
-        evicted = heapq.heappop(tr.heap)[2]
-        return self._keep(tr, face, item, slot, evicted)
+        tr.heap.remove(rival)
+        heapq.heapify(tr.heap)
+        return self._keep(tr, face, item, slot, rival[2])
 
     @staticmethod
     def _keep(tr: _Track, face: AlignedFace, item: tuple[float, int, str], t: float,
