@@ -30,7 +30,9 @@ Key = tuple[str, int]
 
 def _time(face: AlignedFace) -> float:
     t = face.seconds
-    return float(face.frame_index) if t is None else t  # no pts: frame counts stand in
+    # No pts (a live stream's first frame): its frame index stands in, which is only right
+    # when frame_s is 1; the live-operation issue gives every frame a time.
+    return float(face.frame_index) if t is None else t
 
 
 def window_of(faces: list[AlignedFace], centre: AlignedFace, frames: int,
@@ -101,11 +103,10 @@ class TrackBuffer:
 
     def window(self, centre: AlignedFace, frame_s: float) -> TrackWindow:
         """The window of ``centre`` from what is buffered now (missing slots invalid)."""
-        ring = self._faces.get((centre.stream_id, centre.track_id))
-        faces = list(ring) if ring else [centre]
         if self.frames == 1:
             return TrackWindow.single(centre)
-        return window_of(faces, centre, self.frames, frame_s)
+        ring = self._faces.get((centre.stream_id, centre.track_id))
+        return window_of(list(ring) if ring else [centre], centre, self.frames, frame_s)
 
     def end(self, stream_id: str, track_id: int) -> None:
         """Evict an ended track."""
