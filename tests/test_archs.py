@@ -115,6 +115,27 @@ def test_lrnet_window_any_side_to_128(side: int) -> None:
     assert torch.isfinite(out).all()
 
 
+def test_lrnet_temporal_net_starts_from_the_single_frame_one() -> None:
+    torch.manual_seed(0)
+    cfg = dict(channels=16, blocks=2, up_channels=8)
+    one = LrNet(LrNetConfig(in_frames=1, **cfg)).eval()
+    x = torch.rand(2, 3, 20, 20)
+    with torch.no_grad():
+        want = one(x)
+        for frames in (3, 5):
+            net = LrNet(LrNetConfig(in_frames=frames, **cfg))
+            net.init_from(one.state_dict())
+            assert torch.allclose(net.eval()(x.repeat(1, frames, 1, 1)), want, atol=1e-5)
+        back = LrNet(LrNetConfig(in_frames=1, **cfg))
+        back.init_from(net.state_dict())  # and a T = 5 net gives a T = 1 one
+        assert torch.allclose(back.eval()(x), want, atol=1e-5)
+    with pytest.raises(ModelError, match="not an LrNet state dict"):
+        LrNet(LrNetConfig(in_frames=5, **cfg)).init_from({"head.weight": torch.zeros(16, 4, 3, 3)})
+    with pytest.raises(ModelError, match="of this config"):
+        LrNet(LrNetConfig(in_frames=5, channels=8, blocks=2, up_channels=8)).init_from(
+            one.state_dict())
+
+
 def test_lrhead_window_and_normalisation() -> None:
     torch.manual_seed(0)
     x = torch.rand(4, 9, 20, 20)

@@ -199,11 +199,17 @@ def test_arch_init_from_another_run(trainset: Path, tmp_path: Path) -> None:
     other["arch"]["init"] = str(first.checkpoint)
     with pytest.raises(ConfigError, match="arch.init .*a checkpoint of lrnet"):
         train(recipe_from_mapping(other), quiet=True)
-    frames = tiny("lrnet", trainset, tmp_path / "d")  # lrnet has no init_from for other T
+    # a T = 3 lrnet starts from the T = 1 run (LrNet.init_from spreads its first layer)
+    frames = tiny("lrnet", trainset, tmp_path / "d", optim={"lr": 1e-12, "warmup_steps": 0},
+                  run={"steps": 1, "val_every": 1, "ckpt_every": 1, "ema_decay": 0.0})
     frames["arch"]["config"] = {**frames["arch"]["config"], "in_frames": 3}
     frames["arch"]["init"] = str(first.checkpoint)
-    with pytest.raises(ConfigError, match="arch.init .*a checkpoint of lrnet"):
-        train(recipe_from_mapping(frames), quiet=True)
+    train(recipe_from_mapping(frames), quiet=True)
+    got = torch.load(tmp_path / "d" / "last.pt", weights_only=True)["model"]
+    assert got["head.weight"].shape[1] == 9
+    assert torch.allclose(got["head.weight"].float().reshape(got["head.weight"].shape[0], 3, 3,
+                                                             3, 3).sum(1),
+                          start["head.weight"].float(), atol=1e-5)
 
 
 def test_srgan_adversarial_and_perceptual_warning(trainset: Path, tmp_path: Path,
@@ -229,6 +235,9 @@ def test_shipped_recipes_load() -> None:
         recipe = load_recipe(REPO / "pipelines" / f"train_{name}.toml", ["run.steps=7"])
         assert recipe.arch == name and recipe.run.steps == 7
         assert recipe_from_mapping(recipe_to_mapping(recipe)) == recipe
+    burst = load_recipe(REPO / "pipelines" / "train_lrnet_burst.toml")
+    assert burst.arch == "lrnet" and burst.arch_config.in_frames == 5 and burst.frames == 5
+    assert (REPO / burst.arch_init).is_file()  # starts from the shipped single-frame net
     recipe = load_recipe(REPO / "pipelines" / "train_lrnet.toml",
                          ["arch.config.channels=16", "data.degrade.side_range=12,20"])
     assert recipe.arch_config.channels == 16 and recipe.data.degrade.side_range == (12, 20)

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from cctv_sr.archs.common import bicubic, centre_frame, check_input, check_range
+from cctv_sr.errors import ModelError
 
 __all__ = ["LrNet", "LrNetConfig", "ResidualBlock"]
 
@@ -105,6 +106,28 @@ class LrNet(nn.Module):
         self.up1 = nn.Sequential(nn.Conv2d(c, 4 * u, 3, padding=1), nn.PixelShuffle(2),
                                  nn.ReLU(inplace=True))
         self.up2 = nn.Sequential(nn.Conv2d(u, 4 * 3, 3, padding=1), nn.PixelShuffle(2))
+
+    def init_from(self, state: dict[str, torch.Tensor]) -> None:
+        """Load another ``LrNet``'s state dict of the same config but any ``in_frames``: its
+        head convolution is summed over its frames and spread evenly over this net's T, so T
+        copies of one crop give the source's output (the skip takes the centre frame). A
+        T = 5 temporal net starts from the trained single-frame one this way. ModelError
+        when it does not fit."""
+        state = dict(state)
+        t = self.config.in_frames
+        key = "head.weight"
+        w = state.get(key)
+        if w is not None and w.shape[1] != 3 * t:
+            if w.ndim != 4 or w.shape[1] % 3:
+                raise ModelError(f"lrnet: the initial weights are not an LrNet state dict "
+                                 f"({key} has shape {tuple(w.shape)})")
+            per_frame = w.reshape(w.shape[0], -1, 3, *w.shape[2:]).sum(1)
+            state[key] = per_frame.repeat(1, t, 1, 1) / t
+        try:
+            self.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"lrnet: the initial weights are not an LrNet state dict of this "
+                             f"config ({str(exc).splitlines()[0]})") from None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(N, T*3, s, s)``; returns ``(N, 3, 4*in_side, 4*in_side)``, not clamped."""

@@ -145,7 +145,7 @@ def _check_resume(ckpt: dict[str, Any], recipe: Recipe, path: Path) -> None:
 
 def _init_from_checkpoint(model: torch.nn.Module, recipe: Recipe, path: Path) -> None:
     """``model`` starts from the EMA weights of another run's checkpoint of the same arch and
-    config; or, for an arch with ``init_from`` (lrmfn), of a config that differs only in
+    config; or, for an arch with ``init_from`` (lrmfn, lrnet), of a config that differs only in
     ``in_frames`` (a T = 1 head starts a T = 5 one, its first layer spread over the frames).
     ConfigError otherwise; the optimiser, step and RNGs start fresh."""
     start = read_checkpoint(path)
