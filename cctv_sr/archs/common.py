@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cctv_sr.errors import ConfigError, ContractError
+from cctv_sr.errors import ConfigError, ContractError, ModelError
 
 __all__ = [
     "bicubic",
@@ -67,3 +67,20 @@ def centre_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
     """The centre frame ``T // 2`` of a ``(N, T*3, H, W)`` window: ``(N, 3, H, W)``."""
     start = 3 * (frames // 2)
     return x[:, start:start + 3]
+
+
+def spread_first_layer(state: dict[str, torch.Tensor], key: str, frames: int,
+                       not_ours: str) -> dict[str, torch.Tensor]:
+    """A copy of ``state`` whose first convolution ``key``, made for another number of
+    frames, is summed over its frames and spread evenly over ``frames``, so ``frames`` copies
+    of one crop give the source net's output (how a T = 5 net starts from a T = 1 one).
+    ModelError starting with ``not_ours`` when ``key`` is not a conv over RGB frames."""
+    out = dict(state)
+    w = out.get(key)
+    if w is None or w.shape[1] == 3 * frames:
+        return out
+    if w.ndim != 4 or w.shape[1] % 3:
+        raise ModelError(f"{not_ours} ({key} has shape {tuple(w.shape)})")
+    per_frame = w.reshape(w.shape[0], -1, 3, *w.shape[2:]).sum(1)
+    out[key] = per_frame.repeat(1, frames, 1, 1) / frames
+    return out

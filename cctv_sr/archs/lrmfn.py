@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cctv_sr.archs.common import bicubic, check_input, check_range
+from cctv_sr.archs.common import bicubic, check_input, check_range, spread_first_layer
 from cctv_sr.embed.mobilefacenet_net import MobileFaceNet
 from cctv_sr.errors import ModelError
 
@@ -87,17 +87,9 @@ class LrMfn(nn.Module):
         ``net.*``, any ``in_frames``); a first conv made for another number of frames is summed
         over its frames and spread evenly over this head's T, so T copies of one crop give
         the source's output. ModelError when it does not fit."""
-        state = {k.removeprefix("net."): v for k, v in teacher_state.items()}
-        t = self.config.in_frames
-        key = "conv1.0.weight"
-        if key in state and state[key].shape[1] != 3 * t:
-            w = state[key]
-            if w.ndim != 4 or w.shape[1] % 3:
-                raise ModelError(f"lrmfn: the initial weights are not a MobileFaceNet state "
-                                 f"dict ({key} has shape {tuple(w.shape)})")
-            # the source's frames summed into one, then spread evenly over this head's T
-            per_frame = w.reshape(w.shape[0], -1, 3, *w.shape[2:]).sum(1)
-            state[key] = per_frame.repeat(1, t, 1, 1) / t
+        state = spread_first_layer(
+            {k.removeprefix("net."): v for k, v in teacher_state.items()}, "conv1.0.weight",
+            self.config.in_frames, "lrmfn: the initial weights are not a MobileFaceNet state dict")
         try:
             self.net.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -33,7 +33,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cctv_sr.archs.common import bicubic, centre_frame, check_input, check_range
+from cctv_sr.archs.common import (
+    bicubic,
+    centre_frame,
+    check_input,
+    check_range,
+    spread_first_layer,
+)
 from cctv_sr.errors import ModelError
 
 __all__ = ["LrNet", "LrNetConfig", "ResidualBlock"]
@@ -113,16 +119,8 @@ class LrNet(nn.Module):
         copies of one crop give the source's output (the skip takes the centre frame). A
         T = 5 temporal net starts from the trained single-frame one this way. ModelError
         when it does not fit."""
-        state = dict(state)
-        t = self.config.in_frames
-        key = "head.weight"
-        w = state.get(key)
-        if w is not None and w.shape[1] != 3 * t:
-            if w.ndim != 4 or w.shape[1] % 3:
-                raise ModelError(f"lrnet: the initial weights are not an LrNet state dict "
-                                 f"({key} has shape {tuple(w.shape)})")
-            per_frame = w.reshape(w.shape[0], -1, 3, *w.shape[2:]).sum(1)
-            state[key] = per_frame.repeat(1, t, 1, 1) / t
+        state = spread_first_layer(state, "head.weight", self.config.in_frames,
+                                   "lrnet: the initial weights are not an LrNet state dict")
         try:
             self.load_state_dict(state, strict=True)
         except RuntimeError as exc:
