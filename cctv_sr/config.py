@@ -108,6 +108,25 @@ class SRConfig:
 
 
 @dataclass(frozen=True)
+class TemporalConfig:
+    """Temporal fusion along each track (:mod:`cctv_sr.engine.temporal`): every face that is
+    enhanced or embedded goes with a window of aligned crops of its track centred on it."""
+
+    frames: int = 5  # odd; 1 = single-frame (no window, no wait for later frames)
+    # how a single-frame SR model uses the window: robust (per-pixel weighted mean of the
+    # window's crops before SR, :mod:`cctv_sr.sr.fuse`) | none (the centre crop only). A T > 1
+    # model always takes the window itself.
+    fuse: str = "robust"
+    sigma: float = 12.0
+    # a window slot k faces from its centre takes the track's k-th neighbour only within
+    # k * max_step_s seconds (the detector sees a track every few frames: scan.detect_interval_s)
+    max_step_s: float = 0.25  # robust fusion: grey-level difference from the centre where weight is e^-1/2
+    smooth: bool = True  # One-Euro smoothing of landmarks along the track before alignment
+    min_cutoff_hz: float = 1.0  # smoothing of a still face (lower: smoother, more lag)
+    beta: float = 2.0  # how fast smoothing lets go as the face moves (per face size per s)
+
+
+@dataclass(frozen=True)
 class EmbedderConfig:
     name: str = "mobilefacenet"  # mobilefacenet | dlib | arcface | mobilefacenet_onnx
     model_path: str = ""  # explicit weights file; empty = resolve from the manifest
@@ -220,6 +239,7 @@ class RunConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     sr: SRConfig = field(default_factory=SRConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     match: MatchConfig = field(default_factory=MatchConfig)

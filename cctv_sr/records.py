@@ -220,6 +220,7 @@ class EnhancedFace:
     face: AlignedFace
     sr: np.ndarray
     sr_method: str
+    frames: int = 1  # frames of the track window the SR crop rests on (valid slots used)
 
 
 @dataclass(frozen=True)
@@ -284,10 +285,12 @@ class FaceRow:
 
 @dataclass(frozen=True, eq=False)
 class SaveRequest:
-    """Enhance this face and write its LR and SR crops now; delete the crops of ``evict``."""
+    """Enhance this face and write its LR and SR crops now; delete the crops of ``evict``.
+    ``window``: the face's track window (:mod:`cctv_sr.engine.temporal`; None: the face alone)."""
 
     face: AlignedFace
     evict: tuple[str, ...] = ()
+    window: TrackWindow | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -295,6 +298,7 @@ class EmbedRequest:
     """Enhance and embed this face for identity (a sparse sample; its crops are not written)."""
 
     face: AlignedFace
+    window: TrackWindow | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -332,6 +336,7 @@ class FaceVectors:
     sr: np.ndarray
     faceness: float = float("nan")
     head: np.ndarray | None = None
+    frames: int = 1  # frames these vectors rest on: the face and its window's other frames
 
 
 @dataclass(frozen=True, eq=False)

@@ -64,6 +64,7 @@ class ResizeSR:
     """Fake SR: a bicubic resize; may fail on a call, or return the wrong number of rows."""
 
     name = "fake-sr"
+    window = 1  # a single-frame model
     model_files: tuple[str, ...] = ()
 
     def __init__(self, fail_on_call: int | None = None, drop_one: bool = False,
@@ -233,7 +234,7 @@ def test_results_are_paired_with_their_requests() -> None:
         kps = (ARCFACE_112 * (side / 112) + 5)[None]
         dets = FaceDetections(np.array([[5, 5, 5 + side, 5 + side]]), np.array([0.9]), kps)
         frame = Frame("cam0", i, i, Fraction(1, 25), image)
-        faces.append(analyzer.align(frame, dets, 0, track_id=i))
+        faces.append(analyzer.align(frame, dets, 0, track_id=i, t=i / 25))
     batch = [SaveRequest(faces[0]), UntrackedRows("cam0", ()), EmbedRequest(faces[1]),
              SaveRequest(faces[2]), SaveRequest(faces[3]), SaveRequest(faces[4])]
     out = Accelerator(ResizeSR(), 128).run(batch)  # type: ignore[arg-type]

@@ -29,22 +29,31 @@ def _slots(window) -> list[int]:
     return [int(c[0, 0, 0]) for c in window.crops]
 
 
+STEP_S = 1.5 * FRAME_S  # a slot k frames from the centre takes a face within k * STEP_S
+
+
 @pytest.mark.parametrize("frames_held, centre, want_slots, want_valid", [
     # every frame there: the window is frames c-2 .. c+2
     (range(0, 10), 5, [3, 4, 5, 6, 7], [1, 1, 1, 1, 1]),
-    # frame 6 missing (a dropped frame): its slot is padded from the nearest valid slot
-    ([0, 1, 2, 3, 4, 5, 7, 8], 5, [3, 4, 5, 5, 7], [1, 1, 1, 0, 1]),
+    # frame 6 missing (a dropped frame, or one the detector did not look at): the track's
+    # next face, frame 7, is 2 frames from the centre, beyond slot +1's bound (1.5 frames) but
+    # frame 8 is within slot +2's (3 frames)
+    ([0, 1, 2, 3, 4, 5, 7, 8], 5, [3, 4, 5, 5, 8], [1, 1, 1, 0, 1]),
+    # the detector every other frame (step 2.5 frames allows it): neighbours fill the window
+    ([0, 2, 4, 6, 8, 10], 4, [0, 2, 4, 6, 8], [1, 1, 1, 1, 1]),
+    # a long gap after the centre: frame 9 is too far for slot +1 (> 1.5 frames) or +2 (> 3)
+    ([0, 1, 2, 3, 4, 5, 9, 10], 5, [3, 4, 5, 5, 5], [1, 1, 1, 0, 0]),
     # the track's first frame: nothing before it
     (range(0, 6), 0, [0, 0, 0, 1, 2], [0, 0, 1, 1, 1]),
     # its last frame: nothing after
     (range(0, 6), 5, [3, 4, 5, 5, 5], [1, 1, 1, 0, 0]),
 ])
-def test_windows_by_stream_time(frames_held, centre, want_slots, want_valid) -> None:
+def test_windows_of_the_tracks_neighbours(frames_held, centre, want_slots, want_valid) -> None:
     buf = TrackBuffer(frames=5, capacity=16)
     faces = {f: _face(f) for f in frames_held}
     for f in frames_held:
         buf.add(faces[f])
-    win = buf.window(faces[centre], FRAME_S)
+    win = buf.window(faces[centre], 2.5 * FRAME_S if centre == 4 else STEP_S)
     assert _slots(win) == want_slots
     assert win.valid.astype(int).tolist() == want_valid
     assert win.centre is faces[centre]
@@ -53,21 +62,28 @@ def test_windows_by_stream_time(frames_held, centre, want_slots, want_valid) -> 
 
 def test_window_takes_crops_of_the_centres_side_only() -> None:
     faces = [_face(0), _face(1, side=32), _face(2), _face(3), _face(4)]
-    win = window_of(faces, faces[2], 5, FRAME_S)
-    assert win.valid.tolist() == [True, False, True, True, True]
-    assert _slots(win) == [0, 0, 2, 3, 4]  # slot 1 padded from its nearest valid neighbour
+    win = window_of(faces, faces[2], 5, 2 * FRAME_S)
+    # the 32 px frame 1 is skipped: frame 0 is the 16 px face before frame 2 (2 frames, within
+    # slot -1's bound); nothing fills slot -2, padded from its nearest valid neighbour
+    assert win.valid.tolist() == [False, True, True, True, True]
+    assert _slots(win) == [0, 0, 2, 3, 4]
 
 
 def test_ready_waits_for_the_frames_after_the_centre() -> None:
     buf = TrackBuffer(frames=5)
-    faces = [_face(f) for f in range(8)]
+    faces = [_face(f) for f in range(12)]
     for f in faces[:5]:
         buf.add(f)
-    assert buf.ready(faces[2], FRAME_S)  # frames 3 and 4 are in
-    assert not buf.ready(faces[3], FRAME_S)  # frame 5 is not yet
+    assert buf.ready(faces[2], STEP_S)  # frames 3 and 4 are in
+    assert not buf.ready(faces[3], STEP_S)  # frame 5 is not yet
     buf.add(faces[5])
-    assert buf.ready(faces[3], FRAME_S)
-    assert TrackBuffer(frames=1).ready(faces[7], FRAME_S)
+    assert buf.ready(faces[3], STEP_S)
+    assert not buf.ready(faces[4], STEP_S)
+    # no face since frame 5, but stream time has passed frame 4 + 2 * STEP_S: no face to
+    # come could fill its last slot
+    assert not buf.ready(faces[4], STEP_S, now=6 * FRAME_S)
+    assert buf.ready(faces[4], STEP_S, now=7.5 * FRAME_S)
+    assert TrackBuffer(frames=1).ready(faces[7], STEP_S)
 
 
 def test_capacity_tracks_and_eviction() -> None:
@@ -77,7 +93,7 @@ def test_capacity_tracks_and_eviction() -> None:
         buf.add(_face(f, track=2, stream="s1"))
     assert buf.held("s0", 1) == 4 and buf.held("s1", 2) == 4 and len(buf) == 2
     old = _face(2)  # fell out of the ring: its window holds itself only
-    win = buf.window(old, FRAME_S)
+    win = buf.window(old, STEP_S)
     assert win.valid.tolist() == [False, True, False]
     buf.end("s0", 1)
     assert buf.held("s0", 1) == 0 and len(buf) == 1

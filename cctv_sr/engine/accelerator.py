@@ -6,7 +6,15 @@ a steady trickle of requests cannot hold a batch back). :class:`Accelerator` run
 SR for every face that needs it (grouped by LR side), then LR and SR embeddings when identity
 matching is on (and the LR identity head's vector of each LR crop when a head is given; large
 faces, sent without SR, take the embedder's LR vector as theirs), and
-turns each request into its result message. Results are built from their
+turns each request into its result message.
+
+Track windows (issue 10): a request carries the T aligned crops of its track around its face
+(:mod:`cctv_sr.engine.temporal`). An SR model with a window of its own (``T > 1``) takes the
+centre ``T`` slots itself; a single-frame model gets the window's robust fusion
+(:func:`cctv_sr.sr.fuse.fuse_windows`, ``temporal.fuse = "robust"``) in place of the lone
+crop; an LR head with ``T > 1`` embeds the window. Each result says how many frames it rests
+on (``EnhancedFace.frames``, ``FaceVectors.frames``). The LR embedding is always of the face's
+own crop. Results are built from their
 own request, one by one, never by zipping lists that could shift; a backend that returns the
 wrong number of rows raises :class:`~cctv_sr.errors.ContractError`.
 """
@@ -19,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cctv_sr.config import TemporalConfig
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.errors import ContractError
 from cctv_sr.face.faceness import Faceness
@@ -31,9 +40,11 @@ from cctv_sr.records import (
     FaceVectors,
     Saved,
     SaveRequest,
+    TrackWindow,
     WriterMessage,
 )
 from cctv_sr.sr.base import SuperResolver
+from cctv_sr.sr.fuse import fuse_windows
 
 if TYPE_CHECKING:  # a head is built through the registry only when one is chosen
     from cctv_sr.embed.lrhead import LrHeadEmbedder
@@ -107,16 +118,19 @@ class Accelerator:
     embedder: FaceEmbedder | None = None
     faceness: Faceness | None = None  # scores each embedded face's LR crop for the gate
     head: LrHeadEmbedder | None = None  # embeds each embedded face's LR crop (a third score)
+    temporal: TemporalConfig = field(default_factory=lambda: TemporalConfig(frames=1))
     stats: AcceleratorStats = field(default_factory=AcceleratorStats)
 
     def run(self, batch: list[AnalysisMessage]) -> list[WriterMessage]:
         """The writer messages for ``batch``, in the same order."""
         requests = [m for m in batch if isinstance(m, (SaveRequest, EmbedRequest))]
         t0 = time.perf_counter()
-        enhanced = self.enhance([r.face for r in requests])
+        windows = [r.window if r.window is not None else TrackWindow.single(r.face)
+                   for r in requests]
+        enhanced = self.enhance(windows)
         t1 = time.perf_counter()
         head_s = self.stats.head_s
-        vectors = self.embed(enhanced)
+        vectors = self.embed(enhanced, windows)
         self.stats.sr_s += t1 - t0
         self.stats.embed_s += time.perf_counter() - t1 - (self.stats.head_s - head_s)
         done: dict[int, tuple[EnhancedFace, FaceVectors | None]] = {}
@@ -135,11 +149,14 @@ class Accelerator:
                 out.append(item)
         return out
 
-    def enhance(self, faces: list[AlignedFace]) -> list[EnhancedFace]:
-        """SR for every face that needs it, batched by LR side; large faces pass through.
+    def enhance(self, items: list[TrackWindow] | list[AlignedFace]) -> list[EnhancedFace]:
+        """SR for every face that needs it (a bare face stands for its single-frame window),
+        batched by LR side; large faces pass through.
 
-        Returns exactly one EnhancedFace per input face, in input order.
+        Returns exactly one EnhancedFace per input, in input order.
         """
+        windows = [w if isinstance(w, TrackWindow) else TrackWindow.single(w) for w in items]
+        faces = [w.centre for w in windows]
         result: list[EnhancedFace | None] = [None] * len(faces)
         by_side: dict[int, list[int]] = {}
         for i, face in enumerate(faces):
@@ -149,15 +166,15 @@ class Accelerator:
             else:
                 by_side.setdefault(side, []).append(i)
         for side, idx in by_side.items():
-            images = self.sr.upscale(np.stack([faces[i].crop for i in idx]), self.out_size)
+            images, frames, tag = self._upscale([windows[i] for i in idx])
             want = (len(idx), self.out_size, self.out_size, 3)
             if tuple(np.shape(images)) != want:
                 raise ContractError(f"SR backend {self.sr.name!r} returned shape "
                                     f"{np.shape(images)} for {len(idx)} crops of {side} px; "
                                     f"expected {want}")
-            method = self.sr.describe(side, self.out_size)
-            for i, image in zip(idx, images, strict=True):
-                result[i] = EnhancedFace(faces[i], image, method)
+            method = self.sr.describe(side, self.out_size) + tag
+            for i, image, n in zip(idx, images, frames, strict=True):
+                result[i] = EnhancedFace(faces[i], image, method, int(n))
             self.stats.sr_faces += len(idx)
             self.stats.sr_batches += 1
         out = [r for r in result if r is not None]
@@ -165,16 +182,37 @@ class Accelerator:
             raise ContractError(f"enhance: {len(faces)} faces in, {len(out)} results out")
         return out
 
-    def embed(self, enhanced: list[EnhancedFace]) -> list[FaceVectors] | None:
+    def _upscale(self, windows: list[TrackWindow]) -> tuple[np.ndarray, list[int], str]:
+        """SR of windows of one side: (images, frames each rests on, method suffix)."""
+        t = self.sr.window
+        if t > 1:  # the model fuses the window itself (a still fills every slot)
+            crops, valid = _centre(windows, t)
+            return (self.sr.upscale_windows(crops, self.out_size), valid.sum(1).tolist(),
+                    f"+window{t}")
+        t = self.temporal.frames
+        if t > 1 and self.temporal.fuse == "robust" and max(len(w.valid) for w in windows) > 1:
+            crops, valid = _centre(windows, t)
+            fused = fuse_windows(crops, valid, self.temporal.sigma)
+            return (self.sr.upscale(fused, self.out_size), valid.sum(1).tolist(),
+                    f"+fused{t}")
+        return (self.sr.upscale(np.stack([w.centre.crop for w in windows]), self.out_size),
+                [1] * len(windows), "")
+
+    def embed(self, enhanced: list[EnhancedFace],
+              windows: list[TrackWindow] | None = None) -> list[FaceVectors] | None:
         """Identity vectors from each face's LR crop and its SR crop (and, with a head, the
-        head's from the LR crop; a face whose crop is at least ``out_size``, sent without SR,
-        gets the embedder's LR vector as its head vector); None without embedder."""
+        head's from the LR crop, or from its window for a head with ``T > 1``; a face whose
+        crop is at least ``out_size``, sent without SR, gets the embedder's LR vector as its
+        head vector); None without embedder."""
         if self.embedder is None:
             return None
         if not enhanced:
             return []
+        if windows is None:
+            windows = [TrackWindow.single(e.face) for e in enhanced]
         lr: list[np.ndarray | None] = [None] * len(enhanced)
         head: list[np.ndarray | None] = [None] * len(enhanced)
+        frames = [e.frames for e in enhanced]
         by_side: dict[int, list[int]] = {}
         for i, e in enumerate(enhanced):
             by_side.setdefault(e.face.crop.shape[0], []).append(i)
@@ -192,7 +230,14 @@ class Accelerator:
                     head[i] = v
                 continue
             t0 = time.perf_counter()
-            for i, v in zip(idx, self._head(crops), strict=True):
+            if self.head.window > 1:
+                wins, valid = _centre([windows[i] for i in idx], self.head.window)
+                vectors = self._head(wins, windows=True)
+                for i, n in zip(idx, valid.sum(1).tolist(), strict=True):
+                    frames[i] = max(frames[i], int(n))
+            else:
+                vectors = self._head(crops)
+            for i, v in zip(idx, vectors, strict=True):
                 head[i] = v
             self.stats.head_s += time.perf_counter() - t0
             self.stats.head_faces += len(idx)
@@ -206,13 +251,14 @@ class Accelerator:
         else:
             faceness = np.full(len(enhanced), np.nan, np.float32)
         self.stats.embedded_faces += len(enhanced)
-        return [FaceVectors(a, b, float(f), h)
-                for a, b, f, h in zip(lr, sr, faceness, head, strict=True) if a is not None]
+        return [FaceVectors(a, b, float(f), h, n)
+                for a, b, f, h, n in zip(lr, sr, faceness, head, frames, strict=True)
+                if a is not None]
 
-    def _head(self, crops: np.ndarray) -> np.ndarray:
+    def _head(self, crops: np.ndarray, windows: bool = False) -> np.ndarray:
         if self.head is None:  # only called with a head; this guards a future edit
             raise ContractError("no LR identity head")
-        vectors = self.head.embed(crops)
+        vectors = self.head.embed_windows(crops) if windows else self.head.embed(crops)
         want = (len(crops), self.head.dim)
         if np.shape(vectors) != want:
             raise ContractError(f"LR head {self.head.name!r} returned shape {np.shape(vectors)} "
@@ -225,3 +271,22 @@ class Accelerator:
             raise ContractError(f"embedder {name!r} returned shape {np.shape(vectors)} for "
                                 f"{n} crops; expected ({n}, D)")
         return vectors
+
+
+def _centre(windows: list[TrackWindow], t: int) -> tuple[np.ndarray, np.ndarray]:
+    """The centre ``t`` slots of each window: crops ``(N, t, S, S, 3)``, valid ``(N, t)``; a
+    window shorter than ``t`` (a still) fills the missing slots with its centre, invalid."""
+    crops, valid = [], []
+    for w in windows:
+        n = len(w.valid)
+        if n >= t:
+            lo = n // 2 - t // 2
+            crops.append(w.crops[lo:lo + t])
+            valid.append(w.valid[lo:lo + t])
+        else:
+            c = np.broadcast_to(w.centre.crop, (t, *w.centre.crop.shape))
+            v = np.zeros(t, bool)
+            v[t // 2] = True
+            crops.append(c)
+            valid.append(v)
+    return np.stack(crops), np.stack(valid)

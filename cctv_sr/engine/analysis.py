@@ -1,8 +1,10 @@
 """The analysis stage: detect (batched over frames), track, align, score, pick best shots.
 
-All per-stream state (tracker, track book) lives here, in one thread. The stage turns frames
-into messages for the SR stage: ``SaveRequest`` (write this face now), ``TrackEnd`` and
-``UntrackedRows``, in stream order.
+All per-stream state (tracker, track book, the temporal stage's track buffers) lives here,
+in one thread. The stage turns frames into messages for the SR stage: ``SaveRequest`` (write
+this face now), ``EmbedRequest``, ``TrackEnd`` and ``UntrackedRows``, in stream order; every
+message goes out through :class:`~cctv_sr.engine.temporal.TemporalStage`, which attaches each
+request's track window (and holds it, and what follows, until the window is complete).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.detect.regions import detect_regions
 from cctv_sr.engine.scan import FULL, NONE, Scanner, ScanPlan, ScanStats
+from cctv_sr.engine.temporal import TemporalStage, TemporalStats
 from cctv_sr.face.align import choose_lr_side, native_size, similarity_to_template, warp_face
 from cctv_sr.face.faceness import Faceness
 from cctv_sr.face.quality import face_quality, with_faceness
@@ -45,6 +48,7 @@ class AnalysisStats:
     track_s: float = 0.0
     align_s: float = 0.0
     scan: ScanStats = field(default_factory=ScanStats)
+    temporal: TemporalStats = field(default_factory=TemporalStats)
 
 
 @dataclass
@@ -65,9 +69,16 @@ class Analyzer:
     fps_hint: float = 25.0
     embed: bool = False  # identity matching is on: also ask for sparse samples over time
     faceness: Faceness | None = None  # face / non-face check folded into each face's quality
+    window: int = 1  # frames of each request's track window (temporal.window_frames); 1: none
     stats: AnalysisStats = field(default_factory=AnalysisStats)
     _streams: dict[str, _StreamState] = field(default_factory=dict)
     _sampled_at: dict[tuple[str, int], float] = field(default_factory=dict)
+    temporal: TemporalStage = field(init=False)
+
+    def __post_init__(self) -> None:
+        # through self.emit at call time, so a caller may swap the analyzer's emit
+        self.temporal = TemporalStage(self.cfg.temporal, lambda m: self.emit(m), self.window,
+                                      self.cfg.temporal.max_step_s, self.stats.temporal)
 
     def _state(self, stream_id: str) -> _StreamState:
         st = self._streams.get(stream_id)
@@ -155,7 +166,8 @@ class Analyzer:
                 untracked.append(row)
                 continue
             rows.append(row)
-            faces.append(self.align(frame, tracked, i, tid))
+            faces.append(self.align(frame, tracked, i, tid, t))
+            self.temporal.add_face(faces[-1])
         # O-Net only for faces that could still become a best shot (it can only lower a score).
         check = [k for k, f in enumerate(faces) if st.book.could_keep(f)]
         if check and self.faceness is not None:
@@ -166,7 +178,7 @@ class Analyzer:
             row = replace(row, quality=face.quality, face_id=face.face_id)
             requests = st.book.add(face, row)
             for request in requests:
-                self.emit(request)
+                self.temporal.send(request)
             if self.embed:
                 self._sample(face, t, saved=bool(requests))
         for k in range(len(carried)):
@@ -176,9 +188,11 @@ class Analyzer:
                 int(carried.track_id[k]), detected=False))  # type: ignore[index]
         self.stats.align_s += time.perf_counter() - t0
         if untracked:
-            self.emit(UntrackedRows(frame.stream_id, tuple(untracked),
-                                    self._final_before(frame.stream_id, frame.index + 1)))
+            self.temporal.send(UntrackedRows(frame.stream_id, tuple(untracked),
+                                             self._final_before(frame.stream_id,
+                                                                frame.index + 1)))
         self._end(frame.stream_id, [tr.track_id for tr in ended], frame.index + 1)
+        self.temporal.tick(frame.stream_id, t)
         self.stats.frames += 1
         self.stats.faces += len(tracked)
         self.stats.carried += len(carried)
@@ -191,12 +205,14 @@ class Analyzer:
         if saved or last is None or t - last >= self.cfg.match.sample_s:
             self._sampled_at[key] = t
             if not saved:
-                self.emit(EmbedRequest(face))
+                self.temporal.send(EmbedRequest(face))
 
-    def align(self, frame: Frame, dets: FaceDetections, i: int, track_id: int) -> AlignedFace:
-        """Warp detection ``i`` to the canonical template at the side its size calls for."""
+    def align(self, frame: Frame, dets: FaceDetections, i: int, track_id: int,
+              t: float) -> AlignedFace:
+        """Warp detection ``i`` to the canonical template at the side its size calls for, from
+        its landmarks smoothed along the track (``temporal.smooth``)."""
         acfg = self.cfg.align
-        kps = dets.kps[i]
+        kps = self.temporal.smooth(frame.stream_id, track_id, t, dets.xyxy[i], dets.kps[i])
         size_px = native_size(kps)
         side = acfg.out_size if size_px >= acfg.skip_sr_px else choose_lr_side(size_px,
                                                                                acfg.lr_sizes)
@@ -217,10 +233,11 @@ class Analyzer:
         book = self._state(stream_id).book
         for tid in track_ids:
             self._sampled_at.pop((stream_id, tid), None)
+            self.temporal.end_track(stream_id, tid)
             end = book.end(stream_id, tid)
             if end is not None:
-                self.emit(replace(end, rows_final_before=self._final_before(stream_id,
-                                                                            next_frame)))
+                self.temporal.send(replace(end, rows_final_before=self._final_before(
+                    stream_id, next_frame)))
                 self.stats.tracks_ended += 0 if end.discarded else 1
 
     def finish(self) -> None:
@@ -228,4 +245,5 @@ class Analyzer:
         for stream_id, st in self._streams.items():
             st.tracker.finish()
             self._end(stream_id, st.book.open_tracks(), None)
+        self.temporal.flush()
         self.stats.live_tracks = 0

@@ -28,6 +28,7 @@ from cctv_sr.detect.base import FaceDetector
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.engine.accelerator import Accelerator, AcceleratorStats, Batcher
 from cctv_sr.engine.analysis import AnalysisStats, Analyzer
+from cctv_sr.engine.temporal import window_frames
 from cctv_sr.errors import CctvSrError, PipelineError
 from cctv_sr.face.faceness import Faceness
 from cctv_sr.records import (
@@ -90,9 +91,12 @@ class Pipeline:
         self._source_stop: Callable[[], None] | None = None
         # quality_faceness: the analysis thread's own face / non-face check (a second instance,
         # so no torch module is shared between threads).
+        window = window_frames(cfg.temporal, sr.window, head.window if head is not None else 1)
         self._analyzer = Analyzer(cfg, detector, self._to_accel.put, fps_hint,
-                                  embed=embedder is not None, faceness=quality_faceness)
-        self._accelerator = Accelerator(sr, cfg.align.out_size, embedder, faceness, head)
+                                  embed=embedder is not None, faceness=quality_faceness,
+                                  window=window)
+        self._accelerator = Accelerator(sr, cfg.align.out_size, embedder, faceness, head,
+                                        cfg.temporal)
         self.stats.analysis = self._analyzer.stats
         self.stats.accelerator = self._accelerator.stats
 

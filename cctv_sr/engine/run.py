@@ -151,6 +151,7 @@ def _finish(record: RunRecord, stats: PipelineStats, s: SourceStats, writer: Out
         faces_untracked=w.faces_untracked, tracks=w.tracks, crops_written=w.crops_written,
         crops_removed=w.crops_removed, carried_rows=a.carried, frames_full_scan=a.scan.full,
         frames_region_scan=a.scan.regions, frames_no_scan=a.scan.none,
-        regions_searched=a.scan.region_count, shot_cuts=a.scan.cuts)
+        regions_searched=a.scan.region_count, shot_cuts=a.scan.cuts,
+        windows=a.temporal.windows, window_frames=a.temporal.window_frames)
     record.timing = RunTiming(**{**asdict(stats.times), "wall_s": wall_s},
                               analysed_fps=a.frames / wall_s if wall_s > 0 else None)

@@ -188,6 +188,7 @@ class TrackMatch:
     reason: str | None  # why there is no match (None when matched)
     head: tuple[Candidate, ...] = ()  # head-only candidates (empty: no head ran)
     decision_head: str | None = None  # what the head alone would decide (same threshold)
+    n_frames: int = 0  # frames the decision rests on (the faces and their windows' frames)
 
 
 @dataclass
@@ -199,9 +200,10 @@ class TrackEmbeddings:
     lr: list[np.ndarray] = field(default_factory=list)
     sr: list[np.ndarray] = field(default_factory=list)
     head: list[np.ndarray] = field(default_factory=list)  # every face's, or empty: no head
+    frames: list[int] = field(default_factory=list)  # frames each face's vectors rest on
 
     def add(self, face_id: str, quality: float, lr: np.ndarray, sr: np.ndarray,
-            head: np.ndarray | None = None) -> None:
+            head: np.ndarray | None = None, frames: int = 1) -> None:
         """One face's vectors; ``head`` (the LR head's) for every face of a track or none."""
         if face_id in self.face_ids:
             return  # the same face offered twice (best shot and time sample)
@@ -213,6 +215,7 @@ class TrackEmbeddings:
         self.weights.append(max(float(quality), 1e-3))
         self.lr.append(np.asarray(lr, np.float32))
         self.sr.append(np.asarray(sr, np.float32))
+        self.frames.append(max(1, int(frames)))
         if head is not None:
             self.head.append(np.asarray(head, np.float32))
 
@@ -224,7 +227,8 @@ class TrackEmbeddings:
         keep = [i for i, f in enumerate(self.face_ids) if f in face_ids]
         return TrackEmbeddings([self.face_ids[i] for i in keep], [self.weights[i] for i in keep],
                                [self.lr[i] for i in keep], [self.sr[i] for i in keep],
-                               [self.head[i] for i in keep] if self.head else [])
+                               [self.head[i] for i in keep] if self.head else [],
+                               [self.frames[i] for i in keep])
 
 
 def aggregate(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -295,4 +299,5 @@ def match_track(acc: TrackEmbeddings, names: list[str], templates: np.ndarray,
         reason=reason,
         head=() if head is None else _ranked(names, head, k),
         decision_head=None if head is None else decide(head),
+        n_frames=sum(acc.frames),
     )

@@ -117,7 +117,8 @@ class IdentityWriter:
         acc = self._tracks.setdefault(key, TrackEmbeddings())
         if face.face_id in acc.face_ids:
             return  # the same face offered twice (best shot and time sample)
-        acc.add(face.face_id, face.quality.score, vectors.lr, vectors.sr, vectors.head)
+        acc.add(face.face_id, face.quality.score, vectors.lr, vectors.sr, vectors.head,
+                vectors.frames)
         self._evidence.setdefault(key, []).append(
             FaceEvidence(face.face_id, face.quality, vectors.faceness))
 
@@ -162,6 +163,7 @@ class IdentityWriter:
             last_seconds=s.last_seconds,
             n_faces=s.n_faces,
             n_embedded=result.n_faces,
+            n_frames=result.n_frames,
             decision=result.decision,
             decision_lr_only=result.decision_lr,
             decision_sr_only=result.decision_sr,

@@ -171,6 +171,7 @@ class MatchLine:
     last_seconds: float | None
     n_faces: int
     n_embedded: int
+    n_frames: int  # frames the decision rests on: the embedded faces and their windows' frames
     decision: str | None
     decision_lr_only: str | None
     decision_sr_only: str | None

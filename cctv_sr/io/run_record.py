@@ -124,6 +124,8 @@ class RunCounts:
     frames_no_scan: int = 0  # frames nothing was searched in (tracks carried the faces)
     regions_searched: int = 0
     shot_cuts: int = 0  # each one ended every open track
+    windows: int = 0  # faces sent to SR / embedding with a track window (temporal.frames > 1)
+    window_frames: int = 0  # the frames of track those windows held (valid slots, centres too)
 
 
 @dataclass

@@ -64,11 +64,14 @@ class SuperResolver(abc.ABC):
     """Upscales batches of aligned face crops.
 
     Attributes: ``name`` (e.g. ``"bicubic"``, ``"espcn_x4"``), ``scale`` (the model's native
-    scale; 0 for scale-free methods such as bicubic), ``model_files`` (the weight files in use).
+    scale; 0 for scale-free methods such as bicubic), ``model_files`` (the weight files in use),
+    ``window`` (the frames T of a track window the model fuses itself; 1 for single-frame
+    models, which :meth:`upscale_windows` gives the centre crop).
     """
 
     name: str = ""
     scale: int = 0
+    window: int = 1
     model_files: tuple[Path, ...] = ()
 
     @classmethod
@@ -84,6 +87,14 @@ class SuperResolver(abc.ABC):
     @abc.abstractmethod
     def upscale(self, crops: np.ndarray, out_size: int) -> np.ndarray:
         """(N, S, S, 3) uint8 BGR -> (N, out_size, out_size, 3) uint8 BGR; N may be 0."""
+
+    def upscale_windows(self, windows: np.ndarray, out_size: int) -> np.ndarray:
+        """(N, T, S, S, 3) uint8 BGR track windows (``T == window``, the face to enhance in
+        the centre slot) -> (N, out_size, out_size, 3); a single-frame model takes the centre."""
+        if windows.ndim != 5 or windows.shape[1] != self.window:
+            raise ContractError(f"SR {self.name!r} takes windows (N, {self.window}, S, S, 3), "
+                                f"got {windows.shape}")
+        return self.upscale(np.ascontiguousarray(windows[:, self.window // 2]), out_size)
 
     def describe(self, in_size: int, out_size: int) -> str:
         """What :meth:`upscale` does for this in/out side, e.g. ``"espcn_x4+bicubic_x2"``."""

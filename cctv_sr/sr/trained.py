@@ -6,8 +6,9 @@ config, its EMA weights are loaded (:func:`cctv_sr.train.checkpoint.load_checkpo
 :class:`~cctv_sr.models.spec.ModelSpec` says the window T it was trained on. A slim ``.pt`` from
 ``cctv-sr export`` loads the same way; an exported ``.onnx`` runs through onnxruntime
 (:mod:`cctv_sr.sr.trained_onnx`: crops resized with bicubic to the file's input side first).
-Crops go in as BGR floats in [0, 1], ``(N, T*3, S, S)``; a still is repeated T times (the same
-frame in every slot of the window); a net whose spec names one input side (srgan) gets the
+Crops go in as BGR floats in [0, 1], ``(N, T*3, S, S)``: a track window of T aligned frames
+(:meth:`TrainedSR.upscale_windows`), or a still repeated T times (the same frame in every
+slot of the window); a net whose spec names one input side (srgan) gets the
 window resized to it first, as in training (:func:`cctv_sr.archs.common.fit_input`). The
 output is clipped to [0, 1], rounded to uint8 and resized to ``out_size`` when the network's
 own side (128) differs. Batches of ``sr.batch_size`` under :func:`torch.inference_mode` on
@@ -26,8 +27,10 @@ import torch
 from cctv_sr.archs.common import fit_input
 from cctv_sr.config import SRConfig
 from cctv_sr.detect.mtcnn import torch_device
-from cctv_sr.errors import ConfigError, ModelError
+from cctv_sr.errors import ConfigError, ContractError, ModelError
 from cctv_sr.sr.base import SuperResolver, check_crops, empty_batch, resize_square
+from cctv_sr.embed.base import chunks
+from cctv_sr.train.sampler import to_input
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +80,33 @@ class TrainedSR(SuperResolver):
             raise ModelError(f"{path}: {what} of '{arch}', which is not an SR "
                              f"architecture (SR: {', '.join(SR_ARCHS)})")
 
-    def _run(self, crops: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        if self.window > 1:  # a still fills every slot of the window
-            x = x.repeat(1, self.window, 1, 1)
+    def _run(self, windows: np.ndarray) -> np.ndarray:
+        x = to_input(windows, self.device)  # (N, T*3, S, S)
         x = fit_input(x, self.spec.input_sides)  # srgan: to the side it was trained on
         y = self.net(x).clamp_(0.0, 1.0).mul_(255.0).round_()
         return y.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
     def upscale(self, crops: np.ndarray, out_size: int) -> np.ndarray:
-        """(N, S, S, 3) uint8 BGR -> (N, out_size, out_size, 3) uint8 BGR."""
+        """(N, S, S, 3) uint8 BGR -> (N, out_size, out_size, 3) uint8 BGR (a still fills
+        every slot of a T > 1 net's window)."""
         crops = check_crops(crops, out_size)
-        if crops.shape[0] == 0:
+        n, s = crops.shape[0], crops.shape[1]
+        return self.upscale_windows(np.broadcast_to(crops[:, None], (n, self.window, s, s, 3)),
+                                    out_size)
+
+    def upscale_windows(self, windows: np.ndarray, out_size: int) -> np.ndarray:
+        """(N, T, S, S, 3) uint8 BGR windows of ``T == window`` aligned frames ->
+        (N, out_size, out_size, 3) uint8 BGR."""
+        if windows.ndim != 5 or windows.shape[1] != self.window:
+            raise ContractError(f"SR {self.name!r} takes windows (N, {self.window}, S, S, 3), "
+                                f"got {windows.shape}")
+        check_crops(windows[:, 0], out_size)
+        if windows.shape[0] == 0:
             return empty_batch(out_size)
-        step = max(1, int(self.cfg.batch_size))
         parts = []
         with torch.inference_mode():
-            for start in range(0, len(crops), step):
-                parts.append(self._run(np.ascontiguousarray(crops[start:start + step])))
+            for part in chunks(len(windows), self.cfg.batch_size):
+                parts.append(self._run(np.require(windows[part], requirements=["C", "W"])))
         out = np.concatenate(parts)
         if out.shape[1] != out_size:
             out = np.stack([resize_square(image, out_size) for image in out])

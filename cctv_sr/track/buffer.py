@@ -2,15 +2,18 @@
 
 A face in CCTV is seen in many frames. :class:`TrackBuffer` keeps the last ``capacity``
 aligned faces of every live track (keyed by stream and track id, ordered by stream time) and
-builds a :class:`~cctv_sr.records.TrackWindow` of T slots centred on any buffered face: slot
-``k`` wants the face nearest to ``centre + (k - T // 2) * frame_s`` within half a frame
-period, of the same crop side; a slot with none (a gap, the track's first or last frames)
-is padded with the nearest valid crop and marked invalid. Times are stream seconds (pts x
-time_base), so dropped frames leave gaps instead of shifting the window.
+builds a :class:`~cctv_sr.records.TrackWindow` of T slots centred on any buffered face. Slot
+``centre + k`` holds the track's k-th face after the centre (``centre - k`` the k-th before),
+among faces of the centre's crop side, when it lies within ``k * step_s`` seconds of the
+centre; otherwise the slot is a gap, padded with the nearest valid crop and marked invalid.
+Neighbours, not frame numbers: the detector sees a track every few frames (issue 9's scan)
+and only detected faces are aligned, so a window is the track's nearest detections; the
+per-slot bound keeps a window from reaching across a long gap. Times are stream seconds
+(pts x time_base).
 
 A window wants ``T // 2`` faces after its centre: :meth:`TrackBuffer.ready` says whether they
-have arrived (or can no longer arrive: the track moved on past them). :meth:`end` evicts a
-track when it ends.
+have arrived or can no longer arrive (stream time has moved past ``T // 2 * step_s`` after the
+centre). :meth:`end` evicts a track when it ends.
 """
 
 from __future__ import annotations
@@ -23,44 +26,39 @@ import numpy as np
 from cctv_sr.errors import ContractError
 from cctv_sr.records import AlignedFace, TrackWindow
 
-__all__ = ["TrackBuffer", "window_of"]
+__all__ = ["TrackBuffer", "face_time", "window_of"]
 
 Key = tuple[str, int]
 
 
-def _time(face: AlignedFace) -> float:
+def face_time(face: AlignedFace) -> float:
+    """Stream seconds of a face; with no pts (a live stream's first frame) its frame index
+    stands in, which is only right when frames are 1 s apart; the live-operation issue gives
+    every frame a time."""
     t = face.seconds
-    # No pts (a live stream's first frame): its frame index stands in, which is only right
-    # when frame_s is 1; the live-operation issue gives every frame a time.
     return float(face.frame_index) if t is None else t
 
 
 def window_of(faces: list[AlignedFace], centre: AlignedFace, frames: int,
-              frame_s: float) -> TrackWindow:
+              step_s: float) -> TrackWindow:
     """A window of ``frames`` slots centred on ``centre`` from ``faces`` (one track, time
     order, ``centre`` among them)."""
     if frames < 1 or frames % 2 == 0:
         raise ContractError(f"a track window has an odd number of frames >= 1, got {frames}")
-    if not frame_s > 0:
-        raise ContractError(f"frame_s must be > 0, got {frame_s}")
+    if not step_s > 0:
+        raise ContractError(f"step_s must be > 0, got {step_s}")
     side = centre.crop.shape[0]
     usable = [f for f in faces if f.crop.shape == centre.crop.shape]
-    times = np.array([_time(f) for f in usable], np.float64)
-    t0, half = _time(centre), frames // 2
+    pos = next((i for i, f in enumerate(usable) if f is centre), None)
+    t0, half = face_time(centre), frames // 2
     crops = np.empty((frames, side, side, 3), np.uint8)
     valid = np.zeros(frames, bool)
-    chosen: list[int] = []
-    for k in range(frames):
-        if k == half:
-            crops[k], valid[k] = centre.crop, True
-            continue
-        want = t0 + (k - half) * frame_s
-        if times.size:
-            j = int(np.argmin(np.abs(times - want)))
-            if abs(times[j] - want) <= 0.5 * frame_s and usable[j] is not centre:
-                if j not in chosen:
-                    chosen.append(j)
-                    crops[k], valid[k] = usable[j].crop, True
+    crops[half], valid[half] = centre.crop, True
+    if pos is not None:
+        for k in range(1, half + 1):
+            for slot, j in ((half - k, pos - k), (half + k, pos + k)):
+                if 0 <= j < len(usable) and abs(face_time(usable[j]) - t0) <= k * step_s:
+                    crops[slot], valid[slot] = usable[j].crop, True
     for k in range(frames):  # pad each invalid slot with the nearest valid one
         if not valid[k]:
             order = sorted(np.flatnonzero(valid), key=lambda i: (abs(int(i) - k), int(i)))
@@ -86,27 +84,37 @@ class TrackBuffer:
         """Buffer one aligned face (faces of a track come in time order)."""
         ring = self._faces.setdefault((face.stream_id, face.track_id),
                                       deque(maxlen=self.capacity))
-        if ring and _time(face) < _time(ring[-1]):
-            raise ContractError(f"track {face.track_id}: face at {_time(face)} s after one at "
-                                f"{_time(ring[-1])} s")
+        if ring and face_time(face) < face_time(ring[-1]):
+            raise ContractError(f"track {face.track_id}: face at {face_time(face)} s after one at "
+                                f"{face_time(ring[-1])} s")
         ring.append(face)
 
-    def ready(self, centre: AlignedFace, frame_s: float) -> bool:
-        """Whether the window of ``centre`` is complete: the buffer holds a face at least
-        ``frames // 2`` frame periods after it (or the window is a single frame)."""
-        ring = self._faces.get((centre.stream_id, centre.track_id))
+    def ready(self, centre: AlignedFace, step_s: float, now: float | None = None) -> bool:
+        """Whether the window of ``centre`` is complete: the buffer holds ``frames // 2``
+        faces of its side after it, or stream time (``now``, else the track's last face) is
+        past the last slot's bound, so no face to come can fill a slot."""
         if self.frames == 1:
             return True
+        half, t0 = self.frames // 2, face_time(centre)
+        ring = self._faces.get((centre.stream_id, centre.track_id))
         if not ring:
             return False
-        return _time(ring[-1]) >= _time(centre) + (self.frames // 2 - 0.5) * frame_s
+        last = face_time(ring[-1]) if now is None else max(now, face_time(ring[-1]))
+        if last > t0 + half * step_s:
+            return True
+        after = 0
+        for face in reversed(ring):
+            if face is centre or face_time(face) < t0:
+                break
+            after += face.crop.shape == centre.crop.shape
+        return after >= half
 
-    def window(self, centre: AlignedFace, frame_s: float) -> TrackWindow:
+    def window(self, centre: AlignedFace, step_s: float) -> TrackWindow:
         """The window of ``centre`` from what is buffered now (missing slots invalid)."""
         if self.frames == 1:
             return TrackWindow.single(centre)
         ring = self._faces.get((centre.stream_id, centre.track_id))
-        return window_of(list(ring) if ring else [centre], centre, self.frames, frame_s)
+        return window_of(list(ring) if ring else [centre], centre, self.frames, step_s)
 
     def end(self, stream_id: str, track_id: int) -> None:
         """Evict an ended track."""

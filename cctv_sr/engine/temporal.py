@@ -1,0 +1,166 @@
+"""Temporal fusion along tracks in the analysis stage: windows for every face sent to SR.
+
+:class:`TemporalStage` sits between the analysis stage and its channel to the accelerator.
+Every detected, aligned face of a track goes into a :class:`~cctv_sr.track.buffer.TrackBuffer`;
+every outgoing message goes into one FIFO outbox. A ``SaveRequest`` or ``EmbedRequest`` waits
+there until its face's window is complete (the track's next ``T // 2`` faces have arrived, or
+stream time has passed the window's last slot, or the track ended), then leaves with its
+:class:`~cctv_sr.records.TrackWindow` attached; messages behind it wait, so the accelerator and
+the writer see exactly the order the analysis stage produced (time order of rows, saves before
+their evictions). The wait is bounded by ``T // 2 * step_s`` of stream time.
+
+A track's end builds the windows of its waiting requests from what is buffered before the
+buffer lets the track go. With ``frames == 1`` nothing waits and no window is attached.
+
+Landmark smoothing (:class:`~cctv_sr.track.smooth.TrackSmoother`, One-Euro in stream time)
+lives here too: :meth:`TemporalStage.smooth` gives the landmarks a detected face is aligned
+from, so the crops of one window line up. faces.jsonl keeps the detector's raw landmarks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cctv_sr.config import TemporalConfig
+from cctv_sr.records import (
+    AlignedFace,
+    AnalysisMessage,
+    EmbedRequest,
+    SaveRequest,
+    TrackEnd,
+    TrackWindow,
+)
+from cctv_sr.track.buffer import TrackBuffer
+from cctv_sr.track.smooth import SmoothConfig, TrackSmoother
+
+Emit = Callable[[AnalysisMessage], object]
+Key = tuple[str, int]
+
+__all__ = ["TemporalStage", "TemporalStats", "window_frames"]
+
+
+def window_frames(cfg: TemporalConfig, *model_windows: int) -> int:
+    """Frames the buffer's windows hold: 1 when temporal fusion is off (``frames == 1``),
+    else the largest of ``frames`` and the windows of the models that take one (an SR model
+    or an LR head with ``T > 1``; each takes the centre ``T`` slots)."""
+    if cfg.frames <= 1:
+        return 1
+    return max([cfg.frames, *[int(w) for w in model_windows]])
+
+
+@dataclass
+class TemporalStats:
+    windows: int = 0  # requests that left with a window of T > 1
+    window_frames: int = 0  # valid slots over those windows
+    max_waiting: int = 0  # most messages held in the outbox at once
+
+
+@dataclass
+class _Waiting:
+    message: AnalysisMessage
+    window: TrackWindow | None = None  # built: the message may leave
+
+
+@dataclass
+class TemporalStage:
+    """Buffers tracks' aligned faces and holds requests until their windows are complete."""
+
+    cfg: TemporalConfig
+    emit: Emit
+    frames: int = 1  # window_frames(...)
+    step_s: float = 0.25  # a slot k faces from the centre takes a face within k * step_s
+    stats: TemporalStats = field(default_factory=TemporalStats)
+    _buffer: TrackBuffer = field(init=False)
+    _smoothers: dict[str, TrackSmoother] = field(default_factory=dict)
+    _outbox: deque[_Waiting] = field(default_factory=deque)
+    _now: dict[str, float] = field(default_factory=dict)  # latest stream time per stream
+
+    def __post_init__(self) -> None:
+        self._buffer = TrackBuffer(self.frames, capacity=max(32, 4 * self.frames))
+
+    @property
+    def on(self) -> bool:
+        return self.frames > 1
+
+    def smooth(self, stream_id: str, track_id: int, t: float, xyxy: np.ndarray,
+               kps: np.ndarray) -> np.ndarray:
+        """The landmarks to align a detected face from: smoothed along its track when
+        ``temporal.smooth`` is on, else the detector's own."""
+        if not self.cfg.smooth:
+            return np.asarray(kps, np.float32)
+        smoother = self._smoothers.get(stream_id)
+        if smoother is None:
+            smoother = self._smoothers[stream_id] = TrackSmoother(
+                SmoothConfig(self.cfg.min_cutoff_hz, self.cfg.beta))
+        return smoother.update(track_id, t, xyxy, kps)[1]
+
+    def add_face(self, face: AlignedFace) -> None:
+        """Buffer a detected face of a live track (in the track's time order)."""
+        if self.on:
+            self._buffer.add(face)
+
+    def tick(self, stream_id: str, t: float) -> None:
+        """Stream ``stream_id`` has been analysed up to time ``t``: windows that no later face
+        could complete may leave."""
+        self._now[stream_id] = t
+        self._release()
+
+    def send(self, message: AnalysisMessage) -> None:
+        """Queue one outgoing message; whatever is ready leaves, in order."""
+        if isinstance(message, TrackEnd):
+            self.end_track(message.summary.stream_id, message.summary.track_id)
+        self._outbox.append(_Waiting(message))
+        self.stats.max_waiting = max(self.stats.max_waiting, len(self._outbox))
+        self._release()
+
+    def end_track(self, stream_id: str, track_id: int) -> None:
+        """A track ended (or was discarded): its waiting requests take their windows from what
+        is buffered, then the buffer and the smoother let it go."""
+        for waiting in self._outbox:
+            face = _face_of(waiting.message)
+            if (face is not None and waiting.window is None and face.stream_id == stream_id
+                    and face.track_id == track_id):
+                waiting.window = self._window(face)
+        self._buffer.end(stream_id, track_id)
+        smoother = self._smoothers.get(stream_id)
+        if smoother is not None:
+            smoother.end(track_id)
+
+    def flush(self) -> None:
+        """End of input: every waiting request leaves with what is buffered."""
+        for waiting in self._outbox:
+            face = _face_of(waiting.message)
+            if face is not None and waiting.window is None:
+                waiting.window = self._window(face)
+        self._release()
+
+    def _window(self, face: AlignedFace) -> TrackWindow:
+        window = self._buffer.window(face, self.step_s)
+        self.stats.windows += 1
+        self.stats.window_frames += int(window.valid.sum())
+        return window
+
+    def _release(self) -> None:
+        while self._outbox:
+            head = self._outbox[0]
+            face = _face_of(head.message)
+            if face is not None and self.on and head.window is None:
+                if not self._buffer.ready(face, self.step_s, self._now.get(face.stream_id)):
+                    return
+                head.window = self._window(face)
+            self._outbox.popleft()
+            message = head.message
+            if head.window is not None and isinstance(message, (SaveRequest, EmbedRequest)):
+                message = replace(message, window=head.window)
+            self.emit(message)
+
+    def __len__(self) -> int:
+        return len(self._outbox)
+
+
+def _face_of(message: AnalysisMessage) -> AlignedFace | None:
+    return message.face if isinstance(message, (SaveRequest, EmbedRequest)) else None
