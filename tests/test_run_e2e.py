@@ -170,3 +170,49 @@ def test_existing_results_are_not_overwritten(run_out: Path, clip) -> None:
     before = (run_out / "faces.jsonl").read_bytes()
     assert main(["run", str(clip[0]), "--out", str(run_out), "--quiet"]) == 1
     assert (run_out / "faces.jsonl").read_bytes() == before
+
+
+def test_several_inputs_run_at_once_and_each_gives_what_it_gives_alone(run_out: Path, clip,
+                                                                          tmp_path: Path) -> None:
+    """Two copies of the clip in a folder, plus the clip itself: one run, three streams, each
+    stream's records those of the single-input run (per-stream state; detector batches and the
+    accelerator shared). Not to the pixel: which frames share a detector batch depends on how
+    the decode threads interleave, and a batch's plans use tracks predicted that many frames
+    ahead, so a face may be searched in another region square and its box differ by a few
+    pixels; frames and tracks are the same."""
+    folder = tmp_path / "cams"
+    folder.mkdir()
+    for name in ("lobby.mp4", "gate.mp4"):
+        (folder / name).write_bytes(clip[0].read_bytes())
+    (folder / "notes.txt").write_text("not a clip")
+    out = tmp_path / "out"
+    assert main(["run", str(folder), str(clip[0]), "--out", str(out), "--quiet",
+                 "--top-k", "3"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "complete"
+    assert [i["stream"] for i in run["inputs"]] == ["gate", "lobby", "walkers"]
+    assert sorted(run["streams"]) == ["gate", "lobby", "walkers"]
+    alone = read_jsonl(run_out / "faces.jsonl")
+    alone_tracks = read_jsonl(run_out / "tracks.jsonl")
+
+    def keys(rows: list[dict]) -> list[tuple]:
+        return [(r["frame"], r["track_id"], r["detected"]) for r in rows]
+
+    for name in ("gate", "lobby", "walkers"):
+        faces = read_jsonl(out / name / "faces.jsonl")
+        assert {f["stream"] for f in faces} == {name}
+        assert keys(faces) == keys(alone)
+        iou = [iou_matrix(np.array([a["box"]], np.float32), np.array([b["box"]], np.float32))
+               [0, 0] for a, b in zip(faces, alone)]
+        assert min(iou) > 0.7 and np.median(iou) > 0.95
+        tracks = read_jsonl(out / name / "tracks.jsonl")
+        assert [(t["track_id"], t["first_frame"], t["last_frame"]) for t in tracks] == [
+            (t["track_id"], t["first_frame"], t["last_frame"]) for t in alone_tracks]
+        assert run["streams"][name]["counts"]["faces"] == len(faces)
+        assert (out / name / "NOTICE.txt").is_file()
+        assert any((out / name / "tracks").iterdir())
+    assert run["counts"]["faces"] == 3 * len(alone)
+    # a second run into the same OUTDIR is refused, --stream-id with several inputs too
+    assert main(["run", str(folder), "--out", str(out), "--quiet"]) == 1
+    assert main(["run", str(folder), "--out", str(tmp_path / "o2"), "--stream-id", "x",
+                 "--quiet"]) == 1

@@ -18,6 +18,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="decode-only vs end-to-end frames/s on one clip",
                        description="Throughput of the pipeline against decoding alone, measured "
                        "side by side in one run (docs/EVAL.md section 4).")
+    p.add_argument("footage", help="video file (mp4, avi, mkv, ...) or rtsp:// URL")
     add_settings(p)
     p.add_argument("--versus", action="append", default=[], metavar="KEY=VALUE",
                    help="also bench the same clip, in the same run, with these settings on top "

@@ -142,6 +142,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="one more configuration: these settings on top (repeatable); "
                      "--exhaustive is always compared")
     _add_output(det)
+    from cctv_sr.cli.eval_video import add_video_parser
+
+    add_video_parser(esub, _int_list, _add_output)
     return p
 
 
@@ -297,4 +300,8 @@ def run_eval(args: argparse.Namespace) -> int:
         return _calibrate(args)
     if args.eval_command == "detect":
         return _detect(args)
+    if args.eval_command == "video":
+        from cctv_sr.cli.eval_video import run_video
+
+        return run_video(args)
     raise ConfigError(f"eval: unknown command {args.eval_command!r}")  # pragma: no cover

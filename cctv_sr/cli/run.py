@@ -1,4 +1,5 @@
-"""``cctv-sr run``: footage (a file or an rtsp:// URL) through the pipeline into OUTDIR."""
+"""``cctv-sr run``: footage (files, rtsp:// URLs, folders of clips) through the pipeline
+into OUTDIR."""
 
 from __future__ import annotations
 
@@ -13,10 +14,16 @@ from cctv_sr.cli.settings import add_settings, run_config
 
 def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="find, track, align and enhance the faces in footage",
-                       description="Process a video file or an rtsp:// stream into OUTDIR.")
+                       description="Process video files, rtsp:// streams or folders of "
+                       "clips into OUTDIR. Several inputs run at once (one decode thread each, "
+                       "one analysis and one accelerator stage for all): each stream writes "
+                       "OUTDIR/<name>/ (named after its file), with one OUTDIR/run.json.")
+    p.add_argument("footage", nargs="+",
+                   help="video file (mp4, avi, mkv, ...), rtsp:// URL or a folder of clips")
     add_settings(p)
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--stream-id", default="cam0", help="name of this stream in the outputs")
+    p.add_argument("--stream-id", help="name of the stream in the outputs (one input only; "
+                   "default cam0)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--gallery", type=Path, help="gallery.db: match every track against it")
@@ -29,11 +36,18 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from cctv_sr.engine.run import run_footage
+    from cctv_sr.engine.run import run_inputs
+    from cctv_sr.errors import ConfigError
+    from cctv_sr.io.sources import expand_inputs
 
     cfg = run_config(args)
-    result = run_footage(args.footage, args.out, cfg, stream_id=args.stream_id,
-                         overwrite=args.overwrite, quiet=args.quiet)
+    inputs = expand_inputs(args.footage)
+    if len(inputs) > 1 and args.stream_id:
+        raise ConfigError("--stream-id names the one input of a run; with several inputs each "
+                          "stream is named after its file")
+    result = run_inputs(inputs, args.out, cfg,
+                        stream_ids=[args.stream_id or "cam0"] if len(inputs) == 1 else None,
+                        overwrite=args.overwrite, quiet=args.quiet)
     summary: dict[str, Any] = {
         "outdir": str(result.outdir), "status": result.status,
         "frames_decoded": result.frames_decoded, "frames_analysed": result.frames_analysed,

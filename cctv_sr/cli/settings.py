@@ -9,8 +9,8 @@ from cctv_sr.config import RunConfig, load_config, with_values
 
 
 def add_settings(p: argparse.ArgumentParser) -> None:
-    """Options that choose the pipeline's settings (shared by run and bench)."""
-    p.add_argument("footage", help="video file (mp4, avi, mkv, ...) or rtsp:// URL")
+    """Options that choose the pipeline's settings (shared by run and bench; each adds its
+    own ``footage`` positional)."""
     p.add_argument("--config", type=Path, help="pipeline TOML (e.g. pipelines/cpu_default.toml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set tracker.max_lost_s=2 (repeatable)")

@@ -67,6 +67,7 @@ class Analyzer:
     detector: FaceDetector
     emit: Emit
     fps_hint: float = 25.0
+    stream_fps: dict[str, float] = field(default_factory=dict)  # per stream, over fps_hint
     embed: bool = False  # identity matching is on: also ask for sparse samples over time
     faceness: Faceness | None = None  # face / non-face check folded into each face's quality
     window: int = 1  # frames of each request's track window (temporal.window_frames); 1: none
@@ -83,12 +84,13 @@ class Analyzer:
     def _state(self, stream_id: str) -> _StreamState:
         st = self._streams.get(stream_id)
         if st is None:
+            fps = self.stream_fps.get(stream_id, self.fps_hint)
             st = _StreamState(
                 FaceTracker(self.tracker_config(), min_score=self.cfg.detector.score_thresh),
                 TrackBook(self.cfg.output.top_k, self.cfg.output.save_all_crops,
                           self.cfg.tracker.min_faces, self.cfg.output.min_shot_gap_s,
-                          self.fps_hint),
-                self.fps_hint,
+                          fps),
+                fps,
                 Scanner(self.cfg.scan, self.cfg.tracker.max_lost_s),
             )
             self._streams[stream_id] = st
@@ -167,7 +169,6 @@ class Analyzer:
                 continue
             rows.append(row)
             faces.append(self.align(frame, tracked, i, tid, t))
-            self.temporal.add_face(faces[-1])
         # O-Net only for faces that could still become a best shot (it can only lower a score).
         check = [k for k, f in enumerate(faces) if st.book.could_keep(f)]
         if check and self.faceness is not None:
@@ -175,6 +176,7 @@ class Analyzer:
             for k, p in zip(check, probs):
                 faces[k] = replace(faces[k], quality=with_faceness(faces[k].quality, float(p)))
         for row, face in zip(rows, faces):
+            self.temporal.add_face(face)  # the face its requests carry (quality included)
             row = replace(row, quality=face.quality, face_id=face.face_id)
             requests = st.book.add(face, row)
             for request in requests:

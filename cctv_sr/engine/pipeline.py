@@ -80,7 +80,8 @@ class Pipeline:
                  sinks: Iterable[FaceSink], fps_hint: float = 25.0, queue_size: int = 64,
                  embedder: FaceEmbedder | None = None,
                  faceness: Faceness | None = None, head: LrHeadEmbedder | None = None,
-                 quality_faceness: Faceness | None = None) -> None:
+                 quality_faceness: Faceness | None = None,
+                 stream_fps: dict[str, float] | None = None) -> None:
         self.cfg = cfg
         self.sinks = list(sinks)
         self.stats = PipelineStats()
@@ -94,7 +95,7 @@ class Pipeline:
         window = window_frames(cfg.temporal, sr.window, head.window if head is not None else 1)
         self._analyzer = Analyzer(cfg, detector, self._to_accel.put, fps_hint,
                                   embed=embedder is not None, faceness=quality_faceness,
-                                  window=window)
+                                  window=window, stream_fps=dict(stream_fps or {}))
         self._accelerator = Accelerator(sr, cfg.align.out_size, embedder, faceness, head,
                                         cfg.temporal)
         self.stats.analysis = self._analyzer.stats

@@ -19,10 +19,10 @@ class _HasStats(Protocol):
 class RunProgress:
     """A tqdm bar on stderr fed from ``Pipeline.run(on_tick=...)``; silent when disabled."""
 
-    def __init__(self, source: _HasStats, info: object, stride: int = 1, max_fps: float = 0.0,
-                 disable: bool = False) -> None:
+    def __init__(self, source: _HasStats, count: int | None, stride: int = 1,
+                 max_fps: float = 0.0, disable: bool = False) -> None:
+        """``count``: frames the input(s) hold, when every container says (None: unknown)."""
         self._source = source
-        count = getattr(info, "frame_count", None)
         # Frames that will be analysed, when the container says how many it has.
         total = math.ceil(count / stride) if count and not max_fps else None
         self._bar = tqdm(total=total, unit="frame", desc="analysed", disable=disable,

@@ -1,4 +1,4 @@
-"""``cctv-sr run``: one footage file or stream through the pipeline into OUTDIR.
+"""``cctv-sr run``: footage files or streams (one or several) through the pipeline into OUTDIR.
 
 Builds the backends, opens the source (errors before anything is written), keeps run.json up
 to date (``status`` is ``running`` until the end, so a crash is visible), shows progress, and
@@ -10,28 +10,36 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cctv_sr.config import RunConfig
 from cctv_sr.detect import create_detector
 from cctv_sr.engine.pipeline import FaceSink, Pipeline, PipelineStats
 from cctv_sr.engine.progress import RunProgress
+from cctv_sr.engine.streams import StreamRouter
+from cctv_sr.errors import OutputError
 from cctv_sr.face.faceness import OnetFaceness
 from cctv_sr.identity.setup import open_identity
-from cctv_sr.io.outdir import OutputWriter, WriteCounts
+from cctv_sr.identity.sink import IdentityWriter, MatchCounts
+from cctv_sr.io.outdir import OutputWriter, WriteCounts, write_json_atomic
 from cctv_sr.io.run_record import (
     InputRecord,
     ModelRecord,
     RunCounts,
     RunRecord,
     RunTiming,
+    StreamRecord,
     now_utc,
 )
-from cctv_sr.io.source import SourceStats, VideoSource, file_sha256, is_live_url
+from cctv_sr.io.source import SourceInfo, SourceStats, VideoSource, file_sha256, is_live_url
+from cctv_sr.io.sources import MergedSource, stream_names
 from cctv_sr.sr import create_super_resolver as create_sr
 
 log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=Any)  # a counter dataclass
 
 
 @dataclass(frozen=True)
@@ -68,28 +76,54 @@ class _Hasher(threading.Thread):
 def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = "cam0",
                 overwrite: bool = False, quiet: bool = False) -> RunResult:
     """Run the whole pipeline on ``footage`` (a path or an rtsp:// URL) into ``outdir``."""
-    live = is_live_url(footage)
-    source = VideoSource(footage, cfg.source, stream_id=stream_id)
-    info = source.open()  # bad input fails here, before OUTDIR is touched
+    return run_inputs([footage], outdir, cfg, stream_ids=[stream_id], overwrite=overwrite,
+                      quiet=quiet)
+
+
+def _open_sources(inputs: list[str], cfg: RunConfig, names: list[str]
+                  ) -> tuple[VideoSource | MergedSource, list[SourceInfo]]:
+    if len(inputs) == 1:
+        one = VideoSource(inputs[0], cfg.source, stream_id=names[0])
+        return one, [one.open()]
+    merged = MergedSource(inputs, cfg.source, names, max(16, 2 * cfg.detector.batch_size))
+    return merged, merged.open()
+
+
+def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
+               stream_ids: list[str] | None = None, overwrite: bool = False,
+               quiet: bool = False) -> RunResult:
+    """Run several inputs (files, stream URLs) through one pipeline: one decode thread each,
+    one analysis, accelerator and writer stage for all. One input writes into ``outdir``
+    itself; several write ``outdir/<stream>/`` each (names from :func:`stream_names`), and
+    one ``outdir/run.json`` for the run."""
+    names = list(stream_ids) if stream_ids else stream_names(inputs)
+    multi = len(inputs) > 1
+    source, infos = _open_sources(inputs, cfg, names)  # bad input fails here
     identity_setup = None
     try:
+        if multi and (Path(outdir) / "run.json").exists() and not overwrite:
+            raise OutputError(f"{outdir}: already holds results (run.json); choose another "
+                              "--out or pass --overwrite")
         detector = create_detector(cfg.detector)
         sr = create_sr(cfg.sr)
         if cfg.match.gallery:
             identity_setup = open_identity(cfg)
-        writer = OutputWriter(outdir, cfg.output, overwrite=overwrite)
+        writers = {n: OutputWriter(Path(outdir) / n if multi else Path(outdir), cfg.output,
+                                   overwrite=overwrite) for n in names}
     except BaseException:
         source.stop()
         raise
-    embedder, faceness, head, identity = None, None, None, None
-    sinks: list[FaceSink] = [writer]
+    embedder, faceness, head = None, None, None
+    identities: dict[str, IdentityWriter] = {}
     if identity_setup is not None:
         embedder, faceness = identity_setup.embedder, identity_setup.faceness
         head = identity_setup.head
-        identity = identity_setup.writer_for(writer)
-        sinks.append(identity)
-    hasher = None if live else _Hasher(Path(footage))
-    if hasher is not None:
+        identities = {n: identity_setup.writer_for(w) for n, w in writers.items()}
+    groups = {n: [w, *([identities[n]] if n in identities else [])]
+              for n, w in writers.items()}
+    sinks: list[FaceSink] = [StreamRouter(groups)] if multi else groups[names[0]]
+    hashers = {n: _Hasher(Path(u)) for n, u in zip(names, inputs) if not is_live_url(u)}
+    for hasher in hashers.values():
         hasher.start()
     # The analysis stage's face / non-face check, folded into each face's quality
     # (face/quality.py); MTCNN's O-Net from the mtcnn package, nothing to download.
@@ -101,13 +135,19 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
         models["faceness"] = ModelRecord.of(faceness)
     if head is not None:
         models["head"] = ModelRecord.of(head)
-    record = RunRecord(input=InputRecord.of(info), settings=cfg, models=models,
+    inputs_rec = [InputRecord.of(i, stream=n) for i, n in zip(infos, names)]
+    record = RunRecord(input=inputs_rec[0], inputs=inputs_rec, settings=cfg, models=models,
                        gallery=None if identity_setup is None else identity_setup.describe())
-    writer.write_run_json(record.to_json())
-    pipeline = Pipeline(cfg, detector, sr, sinks, fps_hint=info.fps or 25.0,
+    run_json = Path(outdir) / "run.json"
+    write_json_atomic(run_json, record.to_json())
+    pipeline = Pipeline(cfg, detector, sr, sinks, fps_hint=infos[0].fps or 25.0,
                         queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
-                        faceness=faceness, head=head, quality_faceness=quality_faceness)
-    progress = RunProgress(source, info, cfg.source.stride, cfg.source.max_fps, disable=quiet)
+                        faceness=faceness, head=head, quality_faceness=quality_faceness,
+                        stream_fps={n: i.fps or 25.0 for n, i in zip(names, infos)})
+    counts = [i.frame_count for i in infos]
+    total = sum(c for c in counts if c) if all(counts) else None
+    progress = RunProgress(source, total, cfg.source.stride, cfg.source.max_fps, disable=quiet)
+    live = any(i.is_live for i in infos)
     status, error = "complete", None
     stats: PipelineStats = pipeline.stats
     t0 = time.perf_counter()
@@ -123,25 +163,35 @@ def run_footage(footage: str, outdir: Path, cfg: RunConfig, *, stream_id: str = 
     finally:
         progress.close()
         source.stop()
-        writer.close()
-        if identity is not None:
+        for w in writers.values():
+            w.close()
+        for identity in identities.values():
             identity.close()
-            record.matching = identity.counts
-        if hasher is not None:
-            hasher.join()
-            record.input.sha256 = hasher.digest
-        _finish(record, stats, source.stats, writer, status, error, time.perf_counter() - t0)
-        writer.write_run_json(record.to_json())
+        if identities:
+            record.matching = _summed(MatchCounts, [i.counts for i in identities.values()])
+        for rec, n in zip(inputs_rec, names):
+            if n in hashers:
+                hashers[n].join()
+                rec.sha256 = hashers[n].digest
+        written = _summed(WriteCounts, [w.counts for w in writers.values()])
+        if multi:
+            record.streams = {n: StreamRecord(n, {**asdict(w.counts)})
+                              for n, w in writers.items()}
+        _finish(record, stats, source.stats, written, status, error, time.perf_counter() - t0)
+        write_json_atomic(run_json, record.to_json())
     a = stats.analysis
-    return RunResult(outdir, status, source.stats.decoded, a.frames, writer.counts.faces,
-                     writer.counts.tracks, stats.times.wall_s, stats, source.stats,
-                     writer.counts)
+    return RunResult(Path(outdir), status, source.stats.decoded, a.frames, written.faces,
+                     written.tracks, stats.times.wall_s, stats, source.stats, written)
 
 
-def _finish(record: RunRecord, stats: PipelineStats, s: SourceStats, writer: OutputWriter,
+def _summed(kind: type[C], parts: list[C]) -> C:
+    """Counter dataclasses added field by field."""
+    return kind(**{f.name: sum(getattr(p, f.name) for p in parts) for f in fields(kind)})
+
+
+def _finish(record: RunRecord, stats: PipelineStats, s: SourceStats, w: WriteCounts,
             status: str, error: str | None, wall_s: float) -> None:
     a = stats.analysis
-    w = writer.counts
     record.status, record.error, record.finished_at = status, error, now_utc()
     record.counts = RunCounts(
         frames_decoded=s.decoded, frames_analysed=a.frames, frames_skipped=s.skipped,

@@ -55,11 +55,20 @@ class InputRecord:
     duration_s: float | None
     frame_count: int | None
     sha256: str | None = None
+    stream: str = "cam0"  # the stream id its records carry
 
     @classmethod
-    def of(cls, info: SourceInfo) -> InputRecord:
+    def of(cls, info: SourceInfo, stream: str = "cam0") -> InputRecord:
         return cls(info.url, info.is_live, info.width, info.height, info.fps, info.codec,
-                   str(info.time_base), info.duration_s, info.frame_count)
+                   str(info.time_base), info.duration_s, info.frame_count, stream=stream)
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    """One stream of a run of several inputs: its folder under OUTDIR and what it wrote."""
+
+    folder: str
+    counts: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,7 @@ class RunRecord:
     """Everything run.json holds. ``status``: running | complete | stopped | interrupted |
     failed."""
 
-    input: InputRecord
+    input: InputRecord  # the first input (of ``inputs``)
     settings: RunConfig
     models: dict[str, ModelRecord]
     gallery: GalleryRecord | None = None
@@ -154,6 +163,8 @@ class RunRecord:
     finished_at: str | None = None
     counts: RunCounts = field(default_factory=RunCounts)
     timing: RunTiming = field(default_factory=RunTiming)
+    inputs: list[InputRecord] = field(default_factory=list)  # every input, in stream order
+    streams: dict[str, StreamRecord] | None = None  # several inputs: per stream
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -161,6 +172,7 @@ class RunRecord:
         for key, value in timing.items():
             if isinstance(value, float):
                 timing[key] = round(value, 4)
-        order = ("tool", "status", "notice", "started_at", "input", "settings", "models",
-                 "gallery", "versions", "matching", "error", "finished_at", "counts", "timing")
+        order = ("tool", "status", "notice", "started_at", "input", "inputs", "settings",
+                 "models", "gallery", "versions", "matching", "error", "finished_at", "counts",
+                 "streams", "timing")
         return {key: data[key] for key in order}
