@@ -232,6 +232,15 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """Threads of the pipeline (docs/ARCHITECTURE.md, "Threads and messages")."""
+
+    # analysis workers for a run of several inputs (each stream analysed by one, with its own
+    # detector); 0 = one per input, at most the CPU count
+    analysis_workers: int = 0
+
+
+@dataclass(frozen=True)
 class RunConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -245,6 +254,7 @@ class RunConfig:
     match: MatchConfig = field(default_factory=MatchConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 def _known(cls: type) -> list[str]:

@@ -157,5 +157,27 @@ def test_bench_reports_decode_and_e2e_side_by_side(no_face_clip: Path, tmp_path:
     assert data["decode_fps"] > 0 and data["e2e_fps"] > 0
     assert data["ratio"] == pytest.approx(data["e2e_fps"] / data["decode_fps"], rel=1e-2)
     stages = {r["stage"]: r for r in data["rows"]}
-    assert set(stages) == {"decode", "scan", "detect", "track", "align", "sr", "write", "e2e"}
+    assert set(stages) == {"decode", "scan", "detect", "track", "align", "sr", "embed", "head",
+                           "write", "e2e"}
     assert stages["detect"]["items"] == 20 and stages["detect"]["per_s"] > 0
+
+
+def test_bench_scales_with_streams_and_faces_per_frame(no_face_clip: Path, group_photo,
+                                                       tmp_path: Path) -> None:
+    """--streams: N concurrent copies in one run; faces per frame: synthetic grids of heads."""
+    from cctv_sr.config import RunConfig
+    from cctv_sr.data.synth import head_patches
+    from cctv_sr.evaluate.bench_scale import bench_faces, table
+
+    path = tmp_path / "bench.json"
+    assert main(["bench", str(no_face_clip), "--quiet", "--streams", "1,2", "--json",
+                 str(path)]) == 0
+    rows = [r for r in json.loads(path.read_text())["rows"] if r.get("kind") == "streams"]
+    assert [r["n"] for r in rows] == [1, 2] and rows[0]["scale"] == 1.0
+    assert rows[1]["frames"] == 2 * rows[0]["frames"] == 40  # both copies analysed whole
+    assert set(rows[0]["stages"]) >= {"detect", "sr", "write"}
+    faces = bench_faces(head_patches(group_photo), RunConfig(), (1, 3), seconds=1.0)
+    assert [r.n for r in faces] == [1, 3]
+    assert faces[1].faces > faces[0].faces > 0  # the faces are on screen and found
+    assert len(table(faces)) == 3
+    assert main(["bench", str(no_face_clip), "--quiet", "--faces-per-frame", "1"]) == 1

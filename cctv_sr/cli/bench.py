@@ -24,7 +24,25 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="also bench the same clip, in the same run, with these settings on top "
                         "(repeatable), e.g. --versus scan.mode=exhaustive "
                         "--versus detector.name=mtcnn for the every-frame MTCNN pipeline")
+    p.add_argument("--streams", type=_counts, metavar="LIST",
+                   help="also: aggregate frames/s of N concurrent copies of the clip in one "
+                   "run, e.g. 1,4,16 (docs/BENCH.md)")
+    p.add_argument("--faces-per-frame", type=_counts, metavar="LIST",
+                   help="also: synthetic clips with N faces on screen in every frame, e.g. "
+                   "1,8,32 (face photos from --faces)")
+    p.add_argument("--faces", type=Path, metavar="ROOT",
+                   help="LFW-style tree of face photos for --faces-per-frame")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 1,4,16, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected counts >= 1, got {text!r}")
+    return values
 
 
 def _print(label: str, result: BenchResult) -> None:
@@ -51,10 +69,41 @@ def run_bench(args: argparse.Namespace) -> int:
         other = bench(args.footage, other_cfg, quiet=args.quiet)
         data["versus"] = {"settings": list(args.versus), **other.to_json()}
         data["speedup"] = round(result.e2e_fps / max(other.e2e_fps, 1e-9), 3)
+    scale_rows = _scaling(args, cfg)
+    if scale_rows:
+        data["rows"] = [*data["rows"], *(r.to_json() for r in scale_rows)]  # type: ignore[misc]
     if args.json:
         args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     _print("", result)
     if args.versus:
         _print(f"versus {' '.join(args.versus)}: ", other)
         print(f"end-to-end speed-up over the versus settings: {data['speedup']}x")
+    if scale_rows:
+        from cctv_sr.evaluate.bench_scale import table
+
+        for kind in ("streams", "faces"):
+            lines = table([r for r in scale_rows if r.kind == kind])
+            if lines:
+                print()
+                print("\n".join(lines))
     return 0
+
+
+def _scaling(args: argparse.Namespace, cfg: object) -> list:
+    """The --streams and --faces-per-frame tables (empty when neither is asked for)."""
+    from cctv_sr.errors import ConfigError
+    from cctv_sr.evaluate.bench_scale import bench_faces, bench_streams
+
+    rows: list = []
+    if args.streams:
+        rows += bench_streams(args.footage, cfg, args.streams, quiet=args.quiet)  # type: ignore[arg-type]
+    if args.faces_per_frame:
+        if args.faces is None:
+            raise ConfigError("bench --faces-per-frame needs --faces ROOT (an LFW-style tree "
+                              "of face photos)")
+        from cctv_sr.data.scene import LFW_FACE_FRAC, lfw_patches
+
+        patches = lfw_patches(args.faces, min(max(args.faces_per_frame), 64), seed=0)
+        rows += bench_faces(patches, cfg, args.faces_per_frame, quiet=args.quiet,  # type: ignore[arg-type]
+                            face_frac=LFW_FACE_FRAC)
+    return rows

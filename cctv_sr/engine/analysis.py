@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
@@ -49,6 +49,25 @@ class AnalysisStats:
     align_s: float = 0.0
     scan: ScanStats = field(default_factory=ScanStats)
     temporal: TemporalStats = field(default_factory=TemporalStats)
+
+
+def merged_stats(parts: Sequence[AnalysisStats]) -> AnalysisStats:
+    """Counters and seconds of several analysis workers added up (seconds are summed worker
+    time, not wall time; ``temporal.max_waiting`` is the largest)."""
+
+    def add(kind: type, items: Sequence[object]) -> object:
+        values = {}
+        for f in fields(kind):
+            got = [getattr(i, f.name) for i in items]
+            if is_dataclass(got[0]):
+                values[f.name] = add(type(got[0]), got)
+            else:
+                values[f.name] = max(got) if f.name == "max_waiting" else sum(got)
+        return kind(**values)
+
+    if len(parts) == 1:
+        return parts[0]
+    return add(AnalysisStats, parts)  # type: ignore[return-value]
 
 
 @dataclass

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,7 +27,7 @@ from cctv_sr.config import RunConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.engine.accelerator import Accelerator, AcceleratorStats, Batcher
-from cctv_sr.engine.analysis import AnalysisStats, Analyzer
+from cctv_sr.engine.analysis import AnalysisStats, Analyzer, merged_stats
 from cctv_sr.engine.temporal import window_frames
 from cctv_sr.errors import CctvSrError, PipelineError
 from cctv_sr.face.faceness import Faceness
@@ -59,10 +59,15 @@ class FaceSink(Protocol):
 
 @dataclass
 class PipelineStats:
-    analysis: AnalysisStats = field(default_factory=AnalysisStats)
+    analyses: list[AnalysisStats] = field(default_factory=lambda: [AnalysisStats()])
     accelerator: AcceleratorStats = field(default_factory=AcceleratorStats)
     times: StageTimes = field(default_factory=StageTimes)
     stopped: bool = False
+
+    @property
+    def analysis(self) -> AnalysisStats:
+        """The analysis workers' counters added up (the one worker's own object if one)."""
+        return merged_stats(self.analyses)
 
     @property
     def sr_faces(self) -> int:
@@ -81,7 +86,10 @@ class Pipeline:
                  embedder: FaceEmbedder | None = None,
                  faceness: Faceness | None = None, head: LrHeadEmbedder | None = None,
                  quality_faceness: Faceness | None = None,
-                 stream_fps: dict[str, float] | None = None) -> None:
+                 stream_fps: dict[str, float] | None = None,
+                 workers: Sequence[tuple[FaceDetector, Faceness | None]] = ()) -> None:
+        """``workers``: a detector and face / non-face check for each analysis worker beyond
+        the first (several streams only: each stream is analysed by one worker)."""
         self.cfg = cfg
         self.sinks = list(sinks)
         self.stats = PipelineStats()
@@ -93,12 +101,14 @@ class Pipeline:
         # quality_faceness: the analysis thread's own face / non-face check (a second instance,
         # so no torch module is shared between threads).
         window = window_frames(cfg.temporal, sr.window, head.window if head is not None else 1)
-        self._analyzer = Analyzer(cfg, detector, self._to_accel.put, fps_hint,
-                                  embed=embedder is not None, faceness=quality_faceness,
-                                  window=window, stream_fps=dict(stream_fps or {}))
+        self._analyzers = [
+            Analyzer(cfg, d, self._to_accel.put, fps_hint, embed=embedder is not None,
+                     faceness=f, window=window, stream_fps=dict(stream_fps or {}))
+            for d, f in [(detector, quality_faceness), *workers]]
+        self._analyzer = self._analyzers[0]
         self._accelerator = Accelerator(sr, cfg.align.out_size, embedder, faceness, head,
                                         cfg.temporal)
-        self.stats.analysis = self._analyzer.stats
+        self.stats.analyses = [a.stats for a in self._analyzers]
         self.stats.accelerator = self._accelerator.stats
 
     def _fail(self, stage: str, exc: BaseException, abort: bool = True) -> None:
@@ -118,29 +128,76 @@ class Pipeline:
     # stages --------------------------------------------------------------------------------
     def _analysis_stage(self, frames: Iterable[Frame]) -> None:
         try:
+            if len(self._analyzers) == 1:
+                self._analyse(self._analyzer, frames)
+            else:
+                self._dispatch(frames)
+        finally:
+            self._to_accel.end()
+
+    def _analyse(self, analyzer: Analyzer, frames: Iterable[Frame]) -> None:
+        try:
             batch: list[Frame] = []
             for frame in frames:
                 if self._abort.is_set():
                     break
                 batch.append(frame)
                 if len(batch) >= self.cfg.detector.batch_size:
-                    self._analyzer.process(batch)
+                    analyzer.process(batch)
                     batch = []
             if batch and not self._abort.is_set():
-                self._analyzer.process(batch)
+                analyzer.process(batch)
             if not self._abort.is_set():
-                self._analyzer.finish()
+                analyzer.finish()
         except BaseException as exc:  # noqa: BLE001 - forwarded to run()
             # The source or a model failed; later stages are healthy, so still end the open
             # tracks: what was found before the failure is written, not lost.
             self._fail("analysis", exc, abort=False)
             if not self._abort.is_set():
                 try:
-                    self._analyzer.finish()
+                    analyzer.finish()
                 except Exception:  # noqa: BLE001
                     log.exception("could not flush open tracks after the failure")
+
+    def _dispatch(self, frames: Iterable[Frame]) -> None:
+        """Several analysis workers: each stream goes to one (in the order streams first
+        appear, round robin), so its frames stay in order and its state in one thread."""
+        stopped = [threading.Event() for _ in self._analyzers]  # a worker that failed
+        inboxes: list[Channel[Frame]] = [
+            Channel(2 * self.cfg.detector.batch_size, stop) for stop in stopped]
+
+        def work(k: int) -> None:
+            def inbox() -> Iterator[Frame]:
+                while True:
+                    item = inboxes[k].get()
+                    if isinstance(item, (End, Failure)):
+                        return
+                    yield item
+
+            failures = len(self._failures)
+            self._analyse(self._analyzers[k], inbox())
+            if len(self._failures) > failures:
+                stopped[k].set()
+
+        threads = [threading.Thread(target=work, args=(k,), daemon=True,
+                                    name=f"cctv-analysis-{k}")
+                   for k in range(len(self._analyzers))]
+        for th in threads:
+            th.start()
+        owner: dict[str, int] = {}
+        try:
+            for frame in frames:
+                if self._abort.is_set():
+                    break
+                k = owner.setdefault(frame.stream_id, len(owner) % len(self._analyzers))
+                inboxes[k].put(frame)
+        except BaseException as exc:  # noqa: BLE001 - the source failed: workers flush
+            self._fail("analysis", exc, abort=False)
         finally:
-            self._to_accel.end()
+            for box in inboxes:
+                box.end()
+            for th in threads:
+                th.join()
 
     def _accelerator_stage(self) -> None:
         batcher = Batcher(self.cfg.sr.batch_size, self.cfg.sr.max_wait_ms / 1000.0)
@@ -219,7 +276,7 @@ class Pipeline:
                 th.join()
         finally:
             times = self.stats.times
-            a, acc = self._analyzer.stats, self._accelerator.stats
+            a, acc = self.stats.analysis, self._accelerator.stats
             times.detect_s, times.track_s, times.align_s = a.detect_s, a.track_s, a.align_s
             times.scan_s = a.scan_s
             times.sr_s, times.embed_s, times.head_s = acc.sr_s, acc.embed_s, acc.head_s

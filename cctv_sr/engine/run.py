@@ -8,6 +8,7 @@ turns Ctrl-C / SIGTERM into a clean stop that flushes every open track.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
@@ -140,10 +141,14 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
                        gallery=None if identity_setup is None else identity_setup.describe())
     run_json = Path(outdir) / "run.json"
     write_json_atomic(run_json, record.to_json())
+    workers = analysis_workers(cfg, len(inputs))
+    extra = [(create_detector(cfg.detector), OnetFaceness(device=cfg.detector.device))
+             for _ in range(workers - 1)]
     pipeline = Pipeline(cfg, detector, sr, sinks, fps_hint=infos[0].fps or 25.0,
                         queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
                         faceness=faceness, head=head, quality_faceness=quality_faceness,
-                        stream_fps={n: i.fps or 25.0 for n, i in zip(names, infos)})
+                        stream_fps={n: i.fps or 25.0 for n, i in zip(names, infos)},
+                        workers=extra)
     counts = [i.frame_count for i in infos]
     total = sum(c for c in counts if c) if all(counts) else None
     progress = RunProgress(source, total, cfg.source.stride, cfg.source.max_fps, disable=quiet)
@@ -184,6 +189,13 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
                      written.tracks, stats.times.wall_s, stats, source.stats, written)
 
 
+def analysis_workers(cfg: RunConfig, inputs: int) -> int:
+    """Analysis workers of a run: ``engine.analysis_workers``, else one per input up to the
+    CPU count; never more than the inputs (a stream is analysed by one worker)."""
+    want = cfg.engine.analysis_workers or (os.cpu_count() or 1)
+    return max(1, min(want, inputs))
+
+
 def _summed(kind: type[C], parts: list[C]) -> C:
     """Counter dataclasses added field by field."""
     return kind(**{f.name: sum(getattr(p, f.name) for p in parts) for f in fields(kind)})
@@ -202,6 +214,7 @@ def _finish(record: RunRecord, stats: PipelineStats, s: SourceStats, w: WriteCou
         crops_removed=w.crops_removed, carried_rows=a.carried, frames_full_scan=a.scan.full,
         frames_region_scan=a.scan.regions, frames_no_scan=a.scan.none,
         regions_searched=a.scan.region_count, shot_cuts=a.scan.cuts,
-        windows=a.temporal.windows, window_frames=a.temporal.window_frames)
+        windows=a.temporal.windows, window_frames=a.temporal.window_frames,
+        analysis_workers=len(stats.analyses))
     record.timing = RunTiming(**{**asdict(stats.times), "wall_s": wall_s},
                               analysed_fps=a.frames / wall_s if wall_s > 0 else None)

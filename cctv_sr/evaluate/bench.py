@@ -87,6 +87,8 @@ def bench(footage: str, cfg: RunConfig, quiet: bool = True) -> BenchResult:
         BenchRow("track", analysed, "frame", times.track_s),
         BenchRow("align", stats.analysis.faces, "face", times.align_s),
         BenchRow("sr", stats.sr_faces, "face", times.sr_s),
+        BenchRow("embed", stats.embedded_faces, "face", times.embed_s),
+        BenchRow("head", stats.accelerator.head_faces, "face", times.head_s),
         BenchRow("write", result.write_counts.crops_written, "face", times.write_s),
         BenchRow("e2e", result.frames_decoded, "frame", e2e_s),
     )
