@@ -105,6 +105,10 @@ class SRConfig:
     batch_size: int = 32
     max_wait_ms: float = 50.0
     device: str = "cpu"
+    # CUDA only (the project's own nets, sr/trained.py): float16 weights and inputs. Off until
+    # a GPU benchmark shows identification unchanged; channels-last and pinned host memory
+    # are always used on CUDA. Ignored on CPU.
+    half: bool = False
 
 
 @dataclass(frozen=True)

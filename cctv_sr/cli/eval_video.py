@@ -38,6 +38,10 @@ def add_video_parser(esub: Any, int_list: Any, add_output: Any) -> None:
                    help="face widths in px (default 16,24,32)")
     v.add_argument("--methods", default="bicubic,lrnet", metavar="LIST",
                    help="SR backends (sr.name values, or trained=CKPT), default bicubic,lrnet")
+    v.add_argument("--heads", default="", metavar="LIST",
+                   help="LR identity heads to score too (head.name values, e.g. "
+                   "lrmfn,lrmfn_t5): cosine of the head's vector of the face (its window in "
+                   "temporal mode, for a T > 1 head) to its teacher's vector of the clean crop")
     v.add_argument("--embedder", default="dlib",
                    help="identity embedder for id_cos (default dlib: not used in training)")
     v.add_argument("--max-frames", type=int, default=0, metavar="N",
@@ -82,6 +86,24 @@ def _create_srs(text: str) -> dict[str, Any]:
     return srs
 
 
+def _create_heads(text: str) -> tuple[dict[str, Any], Any]:
+    """The LR heads named in ``text`` and the embedder they embed into (one space for all)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        return {}, None
+    from cctv_sr.config import EmbedderConfig, HeadConfig
+    from cctv_sr.embed import create_embedder
+    from cctv_sr.embed.lrhead import LrHeadEmbedder
+    from cctv_sr.models import registry
+
+    heads = {n: registry.build("head", HeadConfig(name=n), LrHeadEmbedder) for n in names}
+    spaces = {h.space for h in heads.values()}
+    if len(spaces) != 1:
+        raise ConfigError(f"eval video --heads: the heads embed into different spaces "
+                          f"({', '.join(sorted(spaces))})")
+    return heads, create_embedder(EmbedderConfig(name=spaces.pop()))
+
+
 def run_video(args: argparse.Namespace) -> int:
     from cctv_sr.config import EmbedderConfig, load_config
     from cctv_sr.detect import create_detector
@@ -93,30 +115,38 @@ def run_video(args: argparse.Namespace) -> int:
     detector = create_detector(cfg.detector)
     srs = _create_srs(args.methods)
     embedder = create_embedder(EmbedderConfig(name=args.embedder))
+    heads, teacher = _create_heads(args.heads)
 
     def step(text: str) -> None:
         if not args.quiet:
             print(text, file=sys.stderr, flush=True)
 
     scores = [s for clip in clips for s in eval_clip(clip, args.sizes, cfg, detector, srs,
-                                                     embedder, args.max_frames, step)]
+                                                     embedder, args.max_frames, step, heads,
+                                                     teacher)]
     rows = summarise(scores)
     print(f"eval video: {len(clips)} clips, id_cos by {embedder.name}, H.264 CRF 30")
     print(f"{'method':<24} {'size':>4} {'PSNR':>7} {'SSIM':>6} {'id_cos':>7} {'flicker':>8} "
           f"{'faces':>6}")
+    def num(x: float | None, width: int, digits: int) -> str:
+        return f"{'-':>{width}}" if x is None else f"{x:>{width}.{digits}f}"
+
     for r in rows:
-        print(f"{r.method:<24} {r.size:>4} {r.psnr:>7.2f} {r.ssim:>6.3f} {r.id_cos:>7.4f} "
-              f"{r.flicker:>8.3f} {r.faces:>6}")
+        print(f"{r.method:<24} {r.size:>4} {num(r.psnr, 7, 2)} {num(r.ssim, 6, 3)} "
+              f"{r.id_cos:>7.4f} {num(r.flicker, 8, 3)} {r.faces:>6}")
     by = {(r.method, r.size): r for r in rows}
     lines = []
     for (method, size), r in by.items():
         if method.endswith(" temporal"):
             single = by.get((method[:-len(" temporal")] + " single", size))
             if single is not None:
-                lines.append(f"{method[:-len(' temporal')]:<16} {size:>4}  id_cos "
-                             f"{r.id_cos - single.id_cos:+.4f}  flicker "
-                             f"{r.flicker - single.flicker:+.3f}  PSNR "
-                             f"{r.psnr - single.psnr:+.2f}")
+                line = (f"{method[:-len(' temporal')]:<16} {size:>4}  id_cos "
+                        f"{r.id_cos - single.id_cos:+.4f}")
+                if r.flicker is not None and single.flicker is not None:
+                    line += f"  flicker {r.flicker - single.flicker:+.3f}"
+                if r.psnr is not None and single.psnr is not None:
+                    line += f"  PSNR {r.psnr - single.psnr:+.2f}"
+                lines.append(line)
     if lines:
         print("\ntemporal minus single (id_cos higher and flicker lower are better):")
         for line in lines:

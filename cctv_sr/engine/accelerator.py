@@ -186,12 +186,12 @@ class Accelerator:
         """SR of windows of one side: (images, frames each rests on, method suffix)."""
         t = self.sr.window
         if t > 1:  # the model fuses the window itself (a still fills every slot)
-            crops, valid = _centre(windows, t)
+            crops, valid = centre_slots(windows, t)
             return (self.sr.upscale_windows(crops, self.out_size), valid.sum(1).tolist(),
                     f"+window{t}")
         t = self.temporal.frames
         if t > 1 and self.temporal.fuse == "robust" and max(len(w.valid) for w in windows) > 1:
-            crops, valid = _centre(windows, t)
+            crops, valid = centre_slots(windows, t)
             fused = fuse_windows(crops, valid, self.temporal.sigma)
             return (self.sr.upscale(fused, self.out_size), valid.sum(1).tolist(),
                     f"+fused{t}")
@@ -231,7 +231,7 @@ class Accelerator:
                 continue
             t0 = time.perf_counter()
             if self.head.window > 1:
-                wins, valid = _centre([windows[i] for i in idx], self.head.window)
+                wins, valid = centre_slots([windows[i] for i in idx], self.head.window)
                 vectors = self._head(wins, windows=True)
                 for i, n in zip(idx, valid.sum(1).tolist(), strict=True):
                     frames[i] = max(frames[i], int(n))
@@ -273,7 +273,7 @@ class Accelerator:
         return vectors
 
 
-def _centre(windows: list[TrackWindow], t: int) -> tuple[np.ndarray, np.ndarray]:
+def centre_slots(windows: list[TrackWindow], t: int) -> tuple[np.ndarray, np.ndarray]:
     """The centre ``t`` slots of each window: crops ``(N, t, S, S, 3)``, valid ``(N, t)``; a
     window shorter than ``t`` (a still) fills the missing slots with its centre, invalid."""
     crops, valid = [], []

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -41,6 +42,9 @@ from cctv_sr.errors import ConfigError, SourceError
 from cctv_sr.face.align import native_size, warp_face
 from cctv_sr.records import AnalysisMessage, EnhancedFace, SaveRequest, TrackWindow
 from cctv_sr.sr.base import SuperResolver
+
+if TYPE_CHECKING:
+    from cctv_sr.embed.lrhead import LrHeadEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +65,24 @@ class FaceScore:
     clip: str
     track: int
     frame: int
-    psnr: float
-    ssim: float
+    psnr: float | None  # None: an LR head's row (no image)
+    ssim: float | None
     id_cos: float
     flicker: float | None  # against the track's previous face (None: the track's first)
 
 
 @dataclass(frozen=True)
 class VideoRow:
-    """One line of the table / ``--json`` rows: a method and mode at one face width."""
+    """One line of the table / ``--json`` rows: a method and mode at one face width. An LR
+    identity head's row (``head:NAME single|temporal``) has only ``id_cos``: the cosine of its
+    vector to the head's teacher embedder's vector of the clean crop."""
 
     method: str
     size: int
-    psnr: float
-    ssim: float
+    psnr: float | None
+    ssim: float | None
     id_cos: float
-    flicker: float
+    flicker: float | None
     faces: int
     clips: int
 
@@ -211,10 +217,33 @@ def score_faces(method: str, size: int, clip: str, enhanced: Sequence[EnhancedFa
     return out
 
 
+def score_head(name: str, size: int, clip: str, head: LrHeadEmbedder,
+               wins: Sequence[TrackWindow], mode: str, teacher_gt: np.ndarray
+               ) -> list[FaceScore]:
+    """An LR head's vectors of the faces (their windows in ``temporal`` mode, for a T > 1
+    head) against the teacher's vectors of the clean crops."""
+    from cctv_sr.engine.accelerator import centre_slots
+
+    vectors = []
+    for k in range(0, len(wins), 64):
+        part = list(wins[k:k + 64])
+        if head.window > 1 and mode == "temporal":
+            vectors.append(head.embed_windows(centre_slots(part, head.window)[0]))
+        else:
+            vectors.append(head.embed(np.stack([w.centre.crop for w in part])))
+    cos = np.sum(np.concatenate(vectors) * teacher_gt, axis=1)
+    return [FaceScore(f"head:{name} {mode}", size, clip, w.centre.track_id,
+                      w.centre.frame_index, None, None, float(c), None)
+            for w, c in zip(wins, cos)]
+
+
 def eval_clip(path: Path, sizes: Sequence[int], cfg: RunConfig, detector: object,
               srs: dict[str, SuperResolver], embedder: FaceEmbedder, max_frames: int = 0,
-              on_step: Callable[[str], None] | None = None) -> Iterator[FaceScore]:
-    """Scores of every method, mode and size on one clean clip."""
+              on_step: Callable[[str], None] | None = None,
+              heads: dict[str, LrHeadEmbedder] | None = None,
+              teacher: FaceEmbedder | None = None) -> Iterator[FaceScore]:
+    """Scores of every method, mode and size on one clean clip (and of every LR head, scored
+    in the space of ``teacher``, the embedder it was distilled from)."""
     frames, fps = clean_frames(path, max_frames)
     found = detector.detect([frames[0]])[0]  # type: ignore[attr-defined]
     if len(found) == 0:
@@ -222,7 +251,9 @@ def eval_clip(path: Path, sizes: Sequence[int], cfg: RunConfig, detector: object
         return
     clean_px = max(native_size(k) for k in found.kps)
     out_side = cfg.align.out_size
-    windows_of = max([1, *(sr.window for sr in srs.values())])
+    heads = heads or {}
+    windows_of = max([1, *(sr.window for sr in srs.values()),
+                      *(h.window for h in heads.values())])
     with tempfile.TemporaryDirectory(prefix="cctv-sr-eval-video-") as tmp:
         for size in sizes:
             f = size / clean_px
@@ -248,6 +279,11 @@ def eval_clip(path: Path, sizes: Sequence[int], cfg: RunConfig, detector: object
                                 for e in acc.enhance(wins[k:k + 64])]
                     yield from score_faces(f"{name} {mode}", size, path.name, enhanced, gt,
                                            gt_vectors, embedder)
+                if heads and teacher is not None:
+                    teacher_gt = teacher.embed(gt)
+                    for hname, head in heads.items():
+                        yield from score_head(hname, size, path.name, head, wins, mode,
+                                              teacher_gt)
 
 
 def summarise(scores: Sequence[FaceScore]) -> list[VideoRow]:
@@ -257,11 +293,14 @@ def summarise(scores: Sequence[FaceScore]) -> list[VideoRow]:
         groups.setdefault((s.method, s.size), []).append(s)
     rows = []
     for (method, size), group in groups.items():
-        flick = [s.flicker for s in group if s.flicker is not None]
-        rows.append(VideoRow(method, size, float(np.mean([s.psnr for s in group])),
-                             float(np.mean([s.ssim for s in group])),
+        def mean(values: list[float | None]) -> float | None:
+            kept = [v for v in values if v is not None]
+            return float(np.mean(kept)) if kept else None
+
+        rows.append(VideoRow(method, size, mean([s.psnr for s in group]),
+                             mean([s.ssim for s in group]),
                              float(np.mean([s.id_cos for s in group])),
-                             float(np.mean(flick)) if flick else float("nan"), len(group),
+                             mean([s.flicker for s in group]), len(group),
                              len({s.clip for s in group})))
     rows.sort(key=lambda r: (r.size, r.method.rsplit(" ", 1)[0], r.method))
     return rows

@@ -103,6 +103,8 @@ BACKENDS: tuple[Backend, ...] = (
     # any `cctv-sr train` checkpoint of lrhead / lrmfn, given as head.model_path
     Backend("head", "checkpoint", "cctv_sr.embed.lrhead:LrHeadEmbedder"),
     Backend("head", "lrmfn", "cctv_sr.embed.lrhead:LrHeadEmbedder", "lrmfn"),  # shipped
+    # shipped, T = 5: embeds each face's track window (issue 10)
+    Backend("head", "lrmfn_t5", "cctv_sr.embed.lrhead:LrHeadEmbedder", "lrmfn_t5"),
     # the project's own architectures: built with cctv_sr.archs.build_arch(name, config)
     Backend("arch", "srgan", "cctv_sr.archs.srgan:SrganGenerator"),
     Backend("arch", "srgan_d", "cctv_sr.archs.srgan:SrganDiscriminator"),
