@@ -120,8 +120,8 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
         embedder, faceness = identity_setup.embedder, identity_setup.faceness
         head = identity_setup.head
         identities = {n: identity_setup.writer_for(w) for n, w in writers.items()}
-    groups = {n: [w, *([identities[n]] if n in identities else [])]
-              for n, w in writers.items()}
+    groups: dict[str, list[FaceSink]] = {
+        n: [w, *([identities[n]] if n in identities else [])] for n, w in writers.items()}
     sinks: list[FaceSink] = [StreamRouter(groups)] if multi else groups[names[0]]
     hashers = {n: _Hasher(Path(u)) for n, u in zip(names, inputs) if not is_live_url(u)}
     for hasher in hashers.values():

@@ -39,6 +39,10 @@ class StreamRouter:
     def write_s(self) -> float:
         return sum(s.write_s for group in self._sinks.values() for s in group)
 
+    @write_s.setter
+    def write_s(self, value: float) -> None:  # the FaceSink protocol's attribute; summed here
+        raise ContractError("StreamRouter.write_s is the sum of its sinks' times")
+
     def handle(self, item: WriterMessage) -> None:
         stream = stream_of(item)
         group = self._sinks.get(stream)

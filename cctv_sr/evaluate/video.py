@@ -128,8 +128,8 @@ def degrade(frames: Sequence[np.ndarray], fps: float, scale: float, out: Path
         stream.options = {"crf": str(CRF), "preset": "veryfast"}
         for image in frames:
             small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-            canvas = cv2.copyMakeBorder(small, oy, ch - sh - oy, ox, cw - sw - ox,
-                                        cv2.BORDER_REPLICATE)
+            canvas = np.ascontiguousarray(cv2.copyMakeBorder(
+                small, oy, ch - sh - oy, ox, cw - sw - ox, cv2.BORDER_REPLICATE), np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="bgr24")):
                 container.mux(packet)
         for packet in stream.encode():

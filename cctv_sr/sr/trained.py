@@ -27,9 +27,9 @@ import torch
 from cctv_sr.archs.common import fit_input
 from cctv_sr.config import SRConfig
 from cctv_sr.detect.mtcnn import torch_device
+from cctv_sr.embed.base import chunks
 from cctv_sr.errors import ConfigError, ContractError, ModelError
 from cctv_sr.sr.base import SuperResolver, check_crops, empty_batch, resize_square
-from cctv_sr.embed.base import chunks
 from cctv_sr.train.sampler import to_input
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,10 @@ class TrainedSR(SuperResolver):
             self.device = torch_device(cfg.device)
             self.net, self.spec = load_checkpoint(path, device=self.device)
             if self.device.type == "cuda":  # the CUDA path; not run on this project's CI
-                module = self.net.to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
-                self.net = module.half() if cfg.half else module
+                module = self.net
+                if isinstance(module, torch.nn.Module):
+                    module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                    self.net = module.half() if cfg.half else module
         self.arch = self.spec.arch
         self.window = max(1, int(self.spec.window or 1))
         self.model_files = (path,)
