@@ -121,7 +121,7 @@ class TemporalConfig:
     # window's crops before SR, :mod:`cctv_sr.sr.fuse`) | none (the centre crop only). A T > 1
     # model always takes the window itself.
     fuse: str = "robust"
-    sigma: float = 12.0  # robust fusion: grey-level difference from the centre at weight e^-1/2
+    sigma: float = 6.0  # robust fusion: grey-level difference from the centre at weight e^-1/2
     # a window slot k faces from its centre takes the track's k-th neighbour only within
     # k * max_step_s seconds (the detector sees a track every few frames: scan.detect_interval_s)
     max_step_s: float = 0.25

@@ -97,6 +97,7 @@ def test_device_flag_moves_every_model() -> None:
 
     p = argparse.ArgumentParser()
     add_settings(p)
+    p.add_argument("footage")  # run and bench each add their own
     cfg = run_config(p.parse_args(["clip.mp4", "--device", "cuda:1"]))
     assert {cfg.detector.device, cfg.sr.device, cfg.embedder.device, cfg.head.device} == {
         "cuda:1"}

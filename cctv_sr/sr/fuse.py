@@ -35,7 +35,7 @@ def _box3(x: np.ndarray) -> np.ndarray:
     return out / 9.0
 
 
-def fuse_windows(crops: np.ndarray, valid: np.ndarray, sigma: float = 12.0) -> np.ndarray:
+def fuse_windows(crops: np.ndarray, valid: np.ndarray, sigma: float = 6.0) -> np.ndarray:
     """``(N, T, S, S, 3)`` uint8 windows and ``(N, T)`` validity -> ``(N, S, S, 3)`` uint8
     fused crops (the centre slot ``T // 2`` is the reference). ``T == 1`` returns the crops."""
     crops = np.asarray(crops)
