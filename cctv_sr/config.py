@@ -122,9 +122,9 @@ class TemporalConfig:
     # model always takes the window itself.
     fuse: str = "robust"
     sigma: float = 6.0  # robust fusion: grey-level difference from the centre at weight e^-1/2
-    # a window slot k faces from its centre takes the track's k-th neighbour only within
-    # k * max_step_s seconds (the detector sees a track every few frames: scan.detect_interval_s)
-    max_step_s: float = 0.25
+    # a request waits at most this long (stream time) for the frames after its face; frames
+    # between two detections this close are aligned from interpolated landmarks
+    max_wait_s: float = 0.5
     smooth: bool = True  # One-Euro smoothing of landmarks along the track before alignment
     min_cutoff_hz: float = 1.0  # smoothing of a still face (lower: smoother, more lag)
     beta: float = 2.0  # how fast smoothing lets go as the face moves (per face size per s)

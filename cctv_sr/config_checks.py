@@ -57,7 +57,7 @@ def validate(cfg: RunConfig) -> None:
         (cfg.temporal.fuse in ("robust", "none"), "temporal.fuse must be robust or none"),
         (cfg.temporal.sigma > 0, "temporal.sigma must be > 0"),
         (cfg.engine.analysis_workers >= 0, "engine.analysis_workers must be >= 0"),
-        (cfg.temporal.max_step_s > 0, "temporal.max_step_s must be > 0"),
+        (cfg.temporal.max_wait_s > 0, "temporal.max_wait_s must be > 0"),
         (cfg.temporal.min_cutoff_hz > 0, "temporal.min_cutoff_hz must be > 0"),
         (cfg.temporal.beta >= 0, "temporal.beta must be >= 0"),
         (cfg.align.out_size >= 16, "align.out_size must be >= 16"),

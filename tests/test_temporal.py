@@ -75,9 +75,11 @@ def test_fusion_ignores_invalid_slots_and_passes_single_frames():
 
 
 # the temporal stage --------------------------------------------------------------------------
-def _stage(frames: int = 5, step_s: float = 1.5 / FPS) -> tuple[TemporalStage, list]:
+def _stage(frames: int = 5) -> tuple[TemporalStage, list]:
     out: list = []
-    return TemporalStage(TemporalConfig(frames=frames), out.append, frames, step_s), out
+    stage = TemporalStage(TemporalConfig(frames=frames), out.append, frames)
+    stage.set_period("s0", 1 / FPS)
+    return stage, out
 
 
 def test_requests_wait_for_their_windows_and_order_is_kept():
@@ -118,9 +120,9 @@ def test_stream_time_bounds_the_wait_and_flush_empties_the_outbox():
     face = _face(0)
     stage.add_face(face)
     stage.send(SaveRequest(face))
-    stage.tick("s0", 2 / FPS)
-    assert out == []  # slots +1, +2 could still be filled by faces at up to 3 frames
-    stage.tick("s0", 3.5 / FPS)
+    stage.tick("s0", 0.4)
+    assert out == []  # the track may still be detected again within temporal.max_wait_s
+    stage.tick("s0", 0.5)
     assert len(out) == 1 and out[0].window.valid.tolist() == [False, False, True, False, False]
     other = _face(10, track=2)
     stage.add_face(other)
@@ -188,3 +190,45 @@ def test_a_window_model_takes_the_centre_slots_of_the_window(tmp_path, monkeypat
         want = net(x.float() / 255).clamp(0, 1).mul(255).round().to(torch.uint8)
     assert np.array_equal(e.sr, want[0].permute(1, 2, 0).numpy())
     assert e.frames == 3 and e.sr_method.endswith("+window3")
+
+
+def test_frames_between_detections_are_aligned_from_interpolated_landmarks():
+    """A track detected at frames 0 and 4 and carried in 1-3: the carried frames become window
+    slots, warped from the frame at the landmarks interpolated between the two detections."""
+    from cctv_sr.face.align import ARCFACE_112, similarity_to_template, warp_face
+
+    stage, out = _stage()
+    frames = [np.full((120, 160, 3), 10 * i, np.uint8) for i in range(5)]
+    for i, img in enumerate(frames):  # a bright square that moves 2 px a frame
+        img[40:80, 40 + 2 * i:80 + 2 * i] = 200
+
+    def detected(i: int) -> AlignedFace:
+        kps = (ARCFACE_112 * (40 / 112) + np.array([40 + 2 * i, 40])).astype(np.float32)
+        M = similarity_to_template(kps, 16)
+        box = np.array([40 + 2 * i, 40, 80 + 2 * i, 80], np.float32)
+        return AlignedFace("s0", 1, i, i, Fraction(1, FPS), 0, box, kps,
+                           warp_face(frames[i], M, 16), M, _face(i).quality)
+
+    first = detected(0)
+    stage.add_face(first)
+    for i in (1, 2, 3):
+        stage.hold("s0", 1, i, i, Fraction(1, FPS), i / FPS, frames[i],
+                   np.array([40 + 2 * i, 40, 80 + 2 * i, 80], np.float32))
+    last = detected(4)
+    stage.add_face(last)
+    assert stage.stats.between == 3
+    stage.send(SaveRequest(last))
+    stage.flush()
+    win = out[0].window
+    assert win.valid.tolist() == [True, True, True, False, False]
+    for slot, i in ((0, 2), (1, 3)):  # each slot is its own frame, aligned like a detection
+        want = detected(i).crop.astype(int)
+        assert np.abs(win.crops[slot].astype(int) - want).max() <= 2
+    # a track seen again after more than temporal.max_wait_s: nothing is interpolated
+    stage2, _ = _stage()
+    stage2.add_face(first)
+    stage2.hold("s0", 1, 1, 1, Fraction(1, FPS), 0.3, frames[1], first.xyxy)
+    late = AlignedFace("s0", 1, 20, 20, Fraction(1, FPS), 0, first.xyxy, first.kps,
+                       first.crop, first.M, first.quality)
+    stage2.add_face(late)
+    assert stage2.stats.between == 0

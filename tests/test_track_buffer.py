@@ -30,6 +30,7 @@ def _slots(window) -> list[int]:
 
 
 STEP_S = 1.5 * FRAME_S  # a slot k frames from the centre takes a face within k * STEP_S
+WAIT_S = 0.5  # a window waits at most this long for the faces after its centre
 
 
 @pytest.mark.parametrize("frames_held, centre, want_slots, want_valid", [
@@ -74,16 +75,15 @@ def test_ready_waits_for_the_frames_after_the_centre() -> None:
     faces = [_face(f) for f in range(12)]
     for f in faces[:5]:
         buf.add(f)
-    assert buf.ready(faces[2], STEP_S)  # frames 3 and 4 are in
-    assert not buf.ready(faces[3], STEP_S)  # frame 5 is not yet
+    assert buf.ready(faces[2], WAIT_S)  # frames 3 and 4 are in
+    assert not buf.ready(faces[3], WAIT_S)  # frame 5 is not yet
     buf.add(faces[5])
-    assert buf.ready(faces[3], STEP_S)
-    assert not buf.ready(faces[4], STEP_S)
-    # no face since frame 5, but stream time has passed frame 4 + 2 * STEP_S: no face to
-    # come could fill its last slot
-    assert not buf.ready(faces[4], STEP_S, now=6 * FRAME_S)
-    assert buf.ready(faces[4], STEP_S, now=7.5 * FRAME_S)
-    assert TrackBuffer(frames=1).ready(faces[7], STEP_S)
+    assert buf.ready(faces[3], WAIT_S)
+    assert not buf.ready(faces[4], WAIT_S)
+    # no face since frame 5, but stream time is WAIT_S past frame 4: it waits no longer
+    assert not buf.ready(faces[4], WAIT_S, now=4 * FRAME_S + 0.4)
+    assert buf.ready(faces[4], WAIT_S, now=4 * FRAME_S + WAIT_S)
+    assert TrackBuffer(frames=1).ready(faces[7], WAIT_S)
 
 
 def test_capacity_tracks_and_eviction() -> None:

@@ -98,7 +98,7 @@ class Analyzer:
     def __post_init__(self) -> None:
         # through self.emit at call time, so a caller may swap the analyzer's emit
         self.temporal = TemporalStage(self.cfg.temporal, lambda m: self.emit(m), self.window,
-                                      self.cfg.temporal.max_step_s, self.stats.temporal)
+                                      self.stats.temporal)
 
     def _state(self, stream_id: str) -> _StreamState:
         st = self._streams.get(stream_id)
@@ -113,6 +113,9 @@ class Analyzer:
                 Scanner(self.cfg.scan, self.cfg.tracker.max_lost_s),
             )
             self._streams[stream_id] = st
+            src = self.cfg.source  # the analysed frame period (stride, max_fps)
+            self.temporal.set_period(stream_id, max(src.stride / fps, 1.0 / src.max_fps
+                                                    if src.max_fps > 0 else 0.0))
         return st
 
     def tracker_config(self) -> TrackerConfig:
@@ -203,6 +206,9 @@ class Analyzer:
             if self.embed:
                 self._sample(face, t, saved=bool(requests))
         for k in range(len(carried)):
+            self.temporal.hold(frame.stream_id, int(carried.track_id[k]),  # type: ignore[index]
+                               frame.index, frame.pts, frame.time_base, t, frame.image,
+                               carried.xyxy[k])
             st.book.add_carried(int(carried.track_id[k]), FaceRow(  # type: ignore[index]
                 frame.stream_id, frame.index, frame.pts, frame.time_base, len(tracked) + k,
                 carried.xyxy[k], float(carried.score[k]), carried.kps[k],

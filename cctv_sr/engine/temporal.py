@@ -12,6 +12,15 @@ their evictions). The wait is bounded by ``T // 2 * step_s`` of stream time.
 A track's end builds the windows of its waiting requests from what is buffered before the
 buffer lets the track go. With ``frames == 1`` nothing waits and no window is attached.
 
+Frames between two detections: the detector sees a track every few frames (issue 9's scan),
+but a window wants neighbouring frames. For every frame in which a live track is carried (not
+detected), :meth:`TemporalStage.hold` keeps a small patch of the frame around its predicted
+box; when the track is detected again within ``temporal.max_wait_s``, each held frame is
+aligned from the landmarks interpolated in stream time between the two detections (both
+smoothed) and buffered as window material (``det_index = -1``: never written, embedded or a
+best shot, only a neighbour in the windows of the detected faces around it). So a window is
+consecutive frames whatever the detection rate; a request waits at most ``max_wait_s``.
+
 Landmark smoothing (:class:`~cctv_sr.track.smooth.TrackSmoother`, One-Euro in stream time)
 lives here too: :meth:`TemporalStage.smooth` gives the landmarks a detected face is aligned
 from, so the crops of one window line up. faces.jsonl keeps the detector's raw landmarks.
@@ -22,10 +31,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 import numpy as np
 
 from cctv_sr.config import TemporalConfig
+from cctv_sr.face.align import similarity_to_template, warp_face
 from cctv_sr.records import (
     AlignedFace,
     AnalysisMessage,
@@ -34,7 +45,7 @@ from cctv_sr.records import (
     TrackEnd,
     TrackWindow,
 )
-from cctv_sr.track.buffer import TrackBuffer
+from cctv_sr.track.buffer import TrackBuffer, face_time
 from cctv_sr.track.smooth import SmoothConfig, TrackSmoother
 
 Emit = Callable[[AnalysisMessage], object]
@@ -56,6 +67,7 @@ def window_frames(cfg: TemporalConfig, *model_windows: int) -> int:
 class TemporalStats:
     windows: int = 0  # requests that left with a window of T > 1
     window_frames: int = 0  # valid slots over those windows
+    between: int = 0  # frames between detections aligned from interpolated landmarks
     max_waiting: int = 0  # most messages held in the outbox at once
 
 
@@ -65,6 +77,22 @@ class _Waiting:
     window: TrackWindow | None = None  # built: the message may leave
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A frame in which a track was carried: a patch around its predicted box."""
+
+    frame_index: int
+    pts: int | None
+    time_base: Fraction
+    t: float
+    patch: np.ndarray
+    origin: tuple[int, int]  # the patch's top-left corner in frame pixels
+    xyxy: np.ndarray
+
+
+PATCH_FACES = 3.0  # a held patch is this many predicted face widths square
+
+
 @dataclass
 class TemporalStage:
     """Buffers tracks' aligned faces and holds requests until their windows are complete."""
@@ -72,12 +100,13 @@ class TemporalStage:
     cfg: TemporalConfig
     emit: Emit
     frames: int = 1  # window_frames(...)
-    step_s: float = 0.25  # a slot k faces from the centre takes a face within k * step_s
     stats: TemporalStats = field(default_factory=TemporalStats)
     _buffer: TrackBuffer = field(init=False)
     _smoothers: dict[str, TrackSmoother] = field(default_factory=dict)
     _outbox: deque[_Waiting] = field(default_factory=deque)
     _now: dict[str, float] = field(default_factory=dict)  # latest stream time per stream
+    _period: dict[str, float] = field(default_factory=dict)  # analysed frame period
+    _held: dict[Key, list[_Held]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._buffer = TrackBuffer(self.frames, capacity=max(32, 4 * self.frames))
@@ -86,6 +115,32 @@ class TemporalStage:
     def on(self) -> bool:
         return self.frames > 1
 
+    def set_period(self, stream_id: str, seconds: float) -> None:
+        """The stream's analysed frame period: a window slot k frames from the centre takes a
+        face within 1.5 k periods of it."""
+        self._period[stream_id] = max(float(seconds), 1e-3)
+
+    def step_s(self, stream_id: str) -> float:
+        return 1.5 * self._period.get(stream_id, 0.04)
+
+    def hold(self, stream_id: str, track_id: int, frame_index: int, pts: int | None,
+             time_base: Fraction, t: float, image: np.ndarray, xyxy: np.ndarray) -> None:
+        """Keep a patch of a frame in which the track was carried (see the module text)."""
+        if not self.on:
+            return
+        box = np.asarray(xyxy, np.float64).reshape(4)
+        half = PATCH_FACES * max(box[2] - box[0], box[3] - box[1], 4.0) / 2.0
+        cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+        h, w = image.shape[:2]
+        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+        x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return
+        held = self._held.setdefault((stream_id, track_id), [])
+        held.append(_Held(frame_index, pts, time_base, t, image[y0:y1, x0:x1].copy(),
+                          (x0, y0), box.astype(np.float32)))
+        while held and t - held[0].t > self.cfg.max_wait_s:
+            held.pop(0)
     def smooth(self, stream_id: str, track_id: int, t: float, xyxy: np.ndarray,
                kps: np.ndarray) -> np.ndarray:
         """The landmarks to align a detected face from: smoothed along its track when
@@ -99,9 +154,32 @@ class TemporalStage:
         return smoother.update(track_id, t, xyxy, kps)[1]
 
     def add_face(self, face: AlignedFace) -> None:
-        """Buffer a detected face of a live track (in the track's time order)."""
-        if self.on:
-            self._buffer.add(face)
+        """Buffer a detected face of a live track (in the track's time order), after the
+        frames held since the track's previous detection, aligned from interpolated
+        landmarks."""
+        if not self.on:
+            return
+        key = (face.stream_id, face.track_id)
+        held = self._held.pop(key, [])
+        last = self._buffer.last(face.stream_id, face.track_id)
+        t1 = face_time(face)
+        if last is not None and held and t1 - face_time(last) <= self.cfg.max_wait_s:
+            t0 = face_time(last)
+            side = last.crop.shape[0]
+            for h in held:
+                if not t0 < h.t < t1:
+                    continue
+                u = (h.t - t0) / (t1 - t0)
+                kps = (1.0 - u) * last.kps + u * face.kps
+                M = similarity_to_template(kps.astype(np.float32), side)
+                local = M.copy()
+                local[:, 2] += M[:, :2] @ np.asarray(h.origin, np.float32)
+                crop = warp_face(h.patch, local, side)
+                self._buffer.add(AlignedFace(face.stream_id, face.track_id, h.frame_index,
+                                             h.pts, h.time_base, -1, h.xyxy,
+                                             kps.astype(np.float32), crop, M, last.quality))
+                self.stats.between += 1
+        self._buffer.add(face)
 
     def tick(self, stream_id: str, t: float) -> None:
         """Stream ``stream_id`` has been analysed up to time ``t``: windows that no later face
@@ -126,6 +204,7 @@ class TemporalStage:
                     and face.track_id == track_id):
                 waiting.window = self._window(face)
         self._buffer.end(stream_id, track_id)
+        self._held.pop((stream_id, track_id), None)
         smoother = self._smoothers.get(stream_id)
         if smoother is not None:
             smoother.end(track_id)
@@ -139,7 +218,7 @@ class TemporalStage:
         self._release()
 
     def _window(self, face: AlignedFace) -> TrackWindow:
-        window = self._buffer.window(face, self.step_s)
+        window = self._buffer.window(face, self.step_s(face.stream_id))
         self.stats.windows += 1
         self.stats.window_frames += int(window.valid.sum())
         return window
@@ -149,7 +228,8 @@ class TemporalStage:
             head = self._outbox[0]
             face = _face_of(head.message)
             if face is not None and self.on and head.window is None:
-                if not self._buffer.ready(face, self.step_s, self._now.get(face.stream_id)):
+                if not self._buffer.ready(face, self.cfg.max_wait_s,
+                                          self._now.get(face.stream_id)):
                     return
                 head.window = self._window(face)
             self._outbox.popleft()

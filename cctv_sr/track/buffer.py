@@ -12,8 +12,8 @@ per-slot bound keeps a window from reaching across a long gap. Times are stream 
 (pts x time_base).
 
 A window wants ``T // 2`` faces after its centre: :meth:`TrackBuffer.ready` says whether they
-have arrived or can no longer arrive (stream time has moved past ``T // 2 * step_s`` after the
-centre). :meth:`end` evicts a track when it ends.
+have arrived, or whether stream time has moved ``wait_s`` past the centre (no more waiting).
+:meth:`end` evicts a track when it ends.
 """
 
 from __future__ import annotations
@@ -89,10 +89,10 @@ class TrackBuffer:
                                 f"{face_time(ring[-1])} s")
         ring.append(face)
 
-    def ready(self, centre: AlignedFace, step_s: float, now: float | None = None) -> bool:
-        """Whether the window of ``centre`` is complete: the buffer holds ``frames // 2``
+    def ready(self, centre: AlignedFace, wait_s: float, now: float | None = None) -> bool:
+        """Whether the window of ``centre`` may be built: the buffer holds ``frames // 2``
         faces of its side after it, or stream time (``now``, else the track's last face) is
-        past the last slot's bound, so no face to come can fill a slot."""
+        ``wait_s`` past it."""
         if self.frames == 1:
             return True
         half, t0 = self.frames // 2, face_time(centre)
@@ -100,7 +100,7 @@ class TrackBuffer:
         if not ring:
             return False
         last = face_time(ring[-1]) if now is None else max(now, face_time(ring[-1]))
-        if last > t0 + half * step_s:
+        if last >= t0 + wait_s:
             return True
         after = 0
         for face in reversed(ring):
@@ -119,6 +119,11 @@ class TrackBuffer:
     def end(self, stream_id: str, track_id: int) -> None:
         """Evict an ended track."""
         self._faces.pop((stream_id, track_id), None)
+
+    def last(self, stream_id: str, track_id: int) -> AlignedFace | None:
+        """The track's latest buffered face (None: none)."""
+        ring = self._faces.get((stream_id, track_id))
+        return ring[-1] if ring else None
 
     def held(self, stream_id: str, track_id: int) -> int:
         ring = self._faces.get((stream_id, track_id))
