@@ -149,7 +149,7 @@ def _face(track: int, frame: int, crop: np.ndarray) -> AlignedFace:
 class WrongHead:
     """A head that returns one row too few."""
 
-    name, dim = "wrong", 128
+    name, dim, window = "wrong", 128, 1
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         return np.zeros((len(crops) - 1, 128), np.float32)

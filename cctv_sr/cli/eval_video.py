@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ def add_video_parser(esub: Any, int_list: Any, add_output: Any) -> None:
                    help="identity embedder for id_cos (default dlib: not used in training)")
     v.add_argument("--max-frames", type=int, default=0, metavar="N",
                    help="first N frames of each clip (default 0: all)")
+    v.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="clips measured in N processes at once (default 1)")
     v.add_argument("--config", type=Path, help="pipeline TOML (its [temporal] is the temporal "
                    "mode's)")
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -104,28 +107,71 @@ def _create_heads(text: str) -> tuple[dict[str, Any], Any]:
     return heads, create_embedder(EmbedderConfig(name=spaces.pop()))
 
 
-def run_video(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class _Job:
+    """What one clip's measurement needs (picklable: built again in each worker)."""
+
+    clip: Path
+    sizes: tuple[int, ...]
+    config: Path | None
+    settings: tuple[str, ...]
+    methods: str
+    heads: str
+    embedder: str
+    max_frames: int
+    quiet: bool
+    threads: int  # torch threads in a worker (0: leave torch's default)
+
+
+_MODELS: dict[tuple, Any] = {}  # one set of models per process
+
+
+def _clip_scores(job: _Job) -> list[Any]:
+    """Every score of one clip (run in this process or a worker)."""
     from cctv_sr.config import EmbedderConfig, load_config
     from cctv_sr.detect import create_detector
     from cctv_sr.embed import create_embedder
-    from cctv_sr.evaluate.video import eval_clip, summarise
+    from cctv_sr.evaluate.video import eval_clip
 
-    clips = find_clips(list(args.clips), args.pattern)
-    cfg = load_config(args.config, args.set)
-    detector = create_detector(cfg.detector)
-    srs = _create_srs(args.methods)
-    embedder = create_embedder(EmbedderConfig(name=args.embedder))
-    heads, teacher = _create_heads(args.heads)
+    if job.threads:
+        import torch
+
+        torch.set_num_threads(job.threads)
+    key = (job.config, job.settings, job.methods, job.heads, job.embedder)
+    if key not in _MODELS:
+        cfg = load_config(job.config, list(job.settings))
+        _MODELS[key] = (cfg, create_detector(cfg.detector), _create_srs(job.methods),
+                        create_embedder(EmbedderConfig(name=job.embedder)),
+                        *_create_heads(job.heads))
+    cfg, detector, srs, embedder, heads, teacher = _MODELS[key]
 
     def step(text: str) -> None:
-        if not args.quiet:
+        if not job.quiet:
             print(text, file=sys.stderr, flush=True)
 
-    scores = [s for clip in clips for s in eval_clip(clip, args.sizes, cfg, detector, srs,
-                                                     embedder, args.max_frames, step, heads,
-                                                     teacher)]
+    return list(eval_clip(job.clip, job.sizes, cfg, detector, srs, embedder, job.max_frames,
+                          step, heads, teacher))
+
+
+def run_video(args: argparse.Namespace) -> int:
+    from cctv_sr.evaluate.video import summarise
+
+    clips = find_clips(list(args.clips), args.pattern)
+    workers = max(1, min(args.workers or 1, len(clips)))
+    jobs = [_Job(c, tuple(args.sizes), args.config, tuple(args.set), args.methods, args.heads,
+                 args.embedder, args.max_frames, args.quiet, 1 if workers > 1 else 0)
+            for c in clips]
+    if workers == 1:
+        scores = [s for job in jobs for s in _clip_scores(job)]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+            scores = [s for part in ex.map(_clip_scores, jobs) for s in part]
+    embedder_name = args.embedder
     rows = summarise(scores)
-    print(f"eval video: {len(clips)} clips, id_cos by {embedder.name}, H.264 CRF 30")
+    print(f"eval video: {len(clips)} clips, id_cos by {embedder_name}, H.264 CRF 30")
     print(f"{'method':<24} {'size':>4} {'PSNR':>7} {'SSIM':>6} {'id_cos':>7} {'flicker':>8} "
           f"{'faces':>6}")
     def num(x: float | None, width: int, digits: int) -> str:
@@ -155,7 +201,7 @@ def run_video(args: argparse.Namespace) -> int:
         from dataclasses import asdict
 
         data = {"rows": [asdict(r) for r in rows], "clips": [str(c) for c in clips],
-                "embedder": embedder.name, "crf": 30}
+                "embedder": embedder_name, "crf": 30}
         try:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -92,6 +92,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("sr", "lapsrn_x8", _OPENCV_SR, "lapsrn_x8"),
     Backend("sr", "trained", "cctv_sr.sr.trained:TrainedSR"),  # a cctv-sr train checkpoint
     Backend("sr", "lrnet", "cctv_sr.sr.trained:TrainedSR", "lrnet"),  # the project's own, shipped
+    Backend("sr", "lrnet_t5", "cctv_sr.sr.trained:TrainedSR", "lrnet_t5"),  # T = 5, shipped
     Backend("sr", "ipunet", "cctv_sr.sr.trained:TrainedSR", "ipunet"),  # seed design, shipped
     Backend("sr", "srgan", "cctv_sr.sr.trained:TrainedSR", "srgan"),  # seed design, shipped
     Backend("embedder", "dlib", "cctv_sr.embed.dlib_resnet:DlibEmbedder", "dlib"),
