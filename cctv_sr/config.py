@@ -146,8 +146,9 @@ class HeadConfig:
     track beside LR and SR (used only with a gallery; :mod:`cctv_sr.identity.match`)."""
 
     # lrmfn (the shipped head; used with galleries of the shipped MobileFaceNet, skipped with
-    # others; docs/MODELS.md) | none (off) | checkpoint (a `cctv-sr train` file of lrhead /
-    # lrmfn in model_path)
+    # others; docs/MODELS.md) | lrmfn_t5 (the shipped burst head: embeds each face's track
+    # window) | none (off) | checkpoint (a `cctv-sr train` file of lrhead / lrmfn in
+    # model_path)
     name: str = "lrmfn"
     model_path: str = ""  # the checkpoint file (name=checkpoint needs one); empty = the manifest's
     batch_size: int = 64

@@ -88,3 +88,30 @@ def test_eval_video_scores_single_and_temporal_side_by_side(portrait_photo, tmp_
     assert {r["method"] for r in data["rows"]} == {"bicubic single", "bicubic temporal"}
     assert {"psnr", "ssim", "id_cos", "flicker", "size"} <= set(data["rows"][0])
     assert main(["eval", "video", "--clips", str(tmp_path / "none"), "--quiet"]) == 1
+
+
+def test_heads_score_faces_of_mixed_crop_sides(portrait_photo) -> None:
+    """A clip's faces come at several LR sides (16 and 32): each side is its own batch."""
+    from fractions import Fraction
+
+    from cctv_sr.config import HeadConfig
+    from cctv_sr.embed.lrhead import LrHeadEmbedder
+    from cctv_sr.evaluate.video import score_head
+    from cctv_sr.models import registry
+    from cctv_sr.records import AlignedFace, Quality, TrackWindow
+
+    q = Quality(size_px=20.0, size=0.3, sharpness=0.5, frontal=0.8, det_score=0.9, score=0.5)
+    wins = []
+    for i, side in enumerate([16, 32, 16, 32, 32]):
+        crop = cv2.resize(portrait_photo, (side, side), interpolation=cv2.INTER_AREA)
+        face = AlignedFace("s", 1, i, i, Fraction(1, 25), 0, np.zeros(4, np.float32),
+                           np.zeros((5, 2), np.float32), crop, np.eye(2, 3, dtype=np.float32), q)
+        wins.append(TrackWindow(face, np.stack([crop] * 5), np.ones(5, bool)))
+    teacher = create_embedder(EmbedderConfig())
+    gt = teacher.embed(np.stack([cv2.resize(portrait_photo, (128, 128))] * 5))
+    for name in ("lrmfn", "lrmfn_t5"):
+        head = registry.build("head", HeadConfig(name=name), LrHeadEmbedder)
+        for mode in ("single", "temporal"):
+            scores = score_head(name, 24, "c", head, wins, mode, gt)
+            assert [s.frame for s in scores] == [0, 1, 2, 3, 4]
+            assert all(0.3 < s.id_cos <= 1.0 for s in scores)  # the same face, scored in order

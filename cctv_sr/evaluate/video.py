@@ -224,14 +224,19 @@ def score_head(name: str, size: int, clip: str, head: LrHeadEmbedder,
     head) against the teacher's vectors of the clean crops."""
     from cctv_sr.engine.accelerator import centre_slots
 
-    vectors = []
-    for k in range(0, len(wins), 64):
-        part = list(wins[k:k + 64])
-        if head.window > 1 and mode == "temporal":
-            vectors.append(head.embed_windows(centre_slots(part, head.window)[0]))
-        else:
-            vectors.append(head.embed(np.stack([w.centre.crop for w in part])))
-    cos = np.sum(np.concatenate(vectors) * teacher_gt, axis=1)
+    vectors = np.zeros((len(wins), head.dim), np.float32)
+    by_side: dict[int, list[int]] = {}
+    for i, w in enumerate(wins):
+        by_side.setdefault(w.centre.crop.shape[0], []).append(i)
+    for idx in by_side.values():  # a batch holds crops of one side
+        for k in range(0, len(idx), 64):
+            part = idx[k:k + 64]
+            if head.window > 1 and mode == "temporal":
+                got = head.embed_windows(centre_slots([wins[i] for i in part], head.window)[0])
+            else:
+                got = head.embed(np.stack([wins[i].centre.crop for i in part]))
+            vectors[part] = got
+    cos = np.sum(vectors * teacher_gt, axis=1)
     return [FaceScore(f"head:{name} {mode}", size, clip, w.centre.track_id,
                       w.centre.frame_index, None, None, float(c), None)
             for w, c in zip(wins, cos)]
