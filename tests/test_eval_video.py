@@ -87,6 +87,8 @@ def test_eval_video_scores_single_and_temporal_side_by_side(portrait_photo, tmp_
     data = json.loads(out.read_text())
     assert {r["method"] for r in data["rows"]} == {"bicubic single", "bicubic temporal"}
     assert {"psnr", "ssim", "id_cos", "flicker", "size"} <= set(data["rows"][0])
+    [margin] = data["margins"]  # paired face by face: the same faces in both modes
+    assert margin["method"] == "bicubic" and margin["pairs"] == rows["bicubic single"].faces
     assert main(["eval", "video", "--clips", str(tmp_path / "none"), "--quiet"]) == 1
 
 

@@ -154,7 +154,7 @@ def _clip_scores(job: _Job) -> list[Any]:
 
 
 def run_video(args: argparse.Namespace) -> int:
-    from cctv_sr.evaluate.video import summarise
+    from cctv_sr.evaluate.video import paired_margins, summarise
 
     clips = find_clips(list(args.clips), args.pattern)
     workers = max(1, min(args.workers or 1, len(clips)))
@@ -197,10 +197,17 @@ def run_video(args: argparse.Namespace) -> int:
         print("\ntemporal minus single (id_cos higher and flicker lower are better):")
         for line in lines:
             print(line)
+    margins = paired_margins(scores)
+    if margins:
+        print("\nid_cos temporal minus single, paired face by face (mean +- standard error):")
+        for m in margins:
+            print(f"{m.method:<16} {m.size:>4}  {m.id_cos:+.4f} +- {m.id_cos_se:.4f}  "
+                  f"({m.pairs} faces)")
     if args.json:
         from dataclasses import asdict
 
-        data = {"rows": [asdict(r) for r in rows], "clips": [str(c) for c in clips],
+        data = {"rows": [asdict(r) for r in rows], "margins": [asdict(m) for m in margins],
+                "clips": [str(c) for c in clips],
                 "embedder": embedder_name, "crf": 30}
         try:
             args.json.parent.mkdir(parents=True, exist_ok=True)

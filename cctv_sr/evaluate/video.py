@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoRow", "MODES", "clean_frames", "degrade", "gt_affine", "eval_clip",
-           "summarise"]
+__all__ = ["MODES", "Margin", "VideoRow", "clean_frames", "degrade", "eval_clip", "gt_affine",
+           "paired_margins", "summarise"]
 
 CRF = 30
 MIN_CANVAS = 128
@@ -309,6 +309,39 @@ def summarise(scores: Sequence[FaceScore]) -> list[VideoRow]:
                              len({s.clip for s in group})))
     rows.sort(key=lambda r: (r.size, r.method.rsplit(" ", 1)[0], r.method))
     return rows
+
+
+@dataclass(frozen=True)
+class Margin:
+    """Temporal minus single of one method at one size, paired face by face (the same
+    detected face of the same track in both modes): mean and standard error of the id_cos
+    difference over ``pairs`` faces."""
+
+    method: str
+    size: int
+    pairs: int
+    id_cos: float
+    id_cos_se: float
+
+
+def paired_margins(scores: Sequence[FaceScore]) -> list[Margin]:
+    """Per method and size, the paired id_cos differences temporal - single."""
+    by: dict[tuple[str, str, int], dict[tuple[str, int, int], float]] = {}
+    for s in scores:
+        base, _, mode = s.method.rpartition(" ")
+        by.setdefault((base, mode, s.size), {})[(s.clip, s.track, s.frame)] = s.id_cos
+    out = []
+    for (base, mode, size), temporal in by.items():
+        single = by.get((base, "single", size))
+        if mode != "temporal" or single is None:
+            continue
+        d = np.array([v - single[k] for k, v in temporal.items() if k in single])
+        if len(d) == 0:
+            continue
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out.append(Margin(base, size, len(d), float(d.mean()), se))
+    out.sort(key=lambda m: (m.size, m.method))
+    return out
 
 
 def check_clips(clips: Sequence[Path]) -> list[Path]:
