@@ -215,6 +215,7 @@ def _finish(record: RunRecord, stats: PipelineStats, s: SourceStats, w: WriteCou
         frames_region_scan=a.scan.regions, frames_no_scan=a.scan.none,
         regions_searched=a.scan.region_count, shot_cuts=a.scan.cuts,
         windows=a.temporal.windows, window_frames=a.temporal.window_frames,
+        window_between=a.temporal.between,
         analysis_workers=len(stats.analyses))
     record.timing = RunTiming(**{**asdict(stats.times), "wall_s": wall_s},
                               analysed_fps=a.frames / wall_s if wall_s > 0 else None)

@@ -135,6 +135,7 @@ class RunCounts:
     shot_cuts: int = 0  # each one ended every open track
     windows: int = 0  # faces sent to SR / embedding with a track window (temporal.frames > 1)
     window_frames: int = 0  # the frames of track those windows held (valid slots, centres too)
+    window_between: int = 0  # frames between detections aligned from interpolated landmarks
     analysis_workers: int = 1  # analysis threads (several inputs: one stream each)
 
 
