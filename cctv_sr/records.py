@@ -356,5 +356,12 @@ class Embedded:
     vectors: FaceVectors
 
 
+@dataclass(frozen=True)
+class StreamEnd:
+    """In a run of several inputs, after the last frame of ``stream_id`` (the others go on)."""
+
+    stream_id: str
+
+
 AnalysisMessage: TypeAlias = SaveRequest | EmbedRequest | TrackEnd | UntrackedRows
 WriterMessage: TypeAlias = Saved | Embedded | TrackEnd | UntrackedRows

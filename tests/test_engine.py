@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
@@ -328,3 +329,21 @@ def test_a_track_end_does_not_wait_for_the_next_face() -> None:
 def test_batcher_rejects_bad_settings(batch_size: int, wait: float) -> None:
     with pytest.raises(ContractError):
         Batcher(batch_size, wait)
+
+
+def test_stream_time_going_back_ends_the_tracks_instead_of_failing() -> None:
+    """A live stream's clock reset (pts going back): the stream's tracks end there, as at a
+    shot cut, and the windows, smoothing and book start afresh (no ContractError)."""
+    from cctv_sr.engine.analysis import Analyzer
+    from cctv_sr.records import TrackEnd
+
+    out: list = []
+    cfg = RunConfig(scan=replace(RunConfig().scan, mode="exhaustive"))
+    analyzer = Analyzer(cfg, OneFaceDetector(), out.append)  # type: ignore[arg-type]
+    image = np.random.default_rng(0).integers(0, 255, (H, W, 3), np.uint8)
+    pts = [*range(0, 10), *range(0, 10)]  # the clock restarts after ten frames
+    analyzer.process([Frame("cam0", i, p, Fraction(1, 25), image) for i, p in enumerate(pts)])
+    analyzer.finish()
+    ends = [m for m in out if isinstance(m, TrackEnd)]
+    assert len(ends) == 2  # one track before the reset, one after
+    assert ends[0].summary.last_frame == 9 and ends[1].summary.first_frame == 10

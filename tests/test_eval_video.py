@@ -45,9 +45,9 @@ def test_the_clean_crop_lands_where_the_degraded_one_is(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     clean = cv2.GaussianBlur(rng.integers(0, 255, (400, 360, 3)).astype(np.uint8), (0, 0), 6)
     clean = cv2.normalize(clean, None, 0, 255, cv2.NORM_MINMAX)
-    f = 0.2
     path = tmp_path / "d.mp4"
-    offset = degrade([clean] * 3, 12.0, f, path)
+    offset, f = degrade([clean] * 3, 12.0, 0.2, path)
+    assert f == (72 / 360, 80 / 400)
     small = clean_frames(path)[0][1]
     kps = ARCFACE_112 * 0.5 + np.array([offset[0] + 10, offset[1] + 10])  # a ~20 px "face"
     M = similarity_to_template(kps.astype(np.float32), 16)
@@ -63,6 +63,10 @@ def test_the_clean_crop_lands_where_the_degraded_one_is(tmp_path: Path) -> None:
     assert here < 0.8 * min(err(1), err(-1))  # one degraded pixel off is clearly worse
     big = gt_affine(M, f, offset, 16, 128)
     assert np.allclose(big[:, :2], gt_affine(M, f, offset, 16, 16)[:, :2] * 8, rtol=1e-5)
+    # a shrink that rounds differently per axis: each axis its own scale
+    clean2 = cv2.resize(clean, (357, 401))
+    offset2, f2 = degrade([clean2] * 2, 12.0, 0.2, tmp_path / "d2.mp4")
+    assert f2 == (71 / 357, 80 / 401) and f2[0] != f2[1]
 
 
 @pytest.mark.usefixtures("one_torch_thread")

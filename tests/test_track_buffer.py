@@ -172,3 +172,17 @@ def test_track_smoother_keeps_one_filter_per_track() -> None:
     assert len(sm) == 1
     with pytest.raises(ContractError):
         SmoothConfig(beta=-1)
+
+
+def test_faces_without_pts_take_their_time_from_the_frame_rate() -> None:
+    """A file without timestamps: frame index / fps, the analysis stage's rule, so a window
+    of consecutive frames is whole (frame index as seconds would make every slot a gap)."""
+    from dataclasses import replace
+
+    buf = TrackBuffer(frames=5, fps={"s0": FPS})
+    faces = [replace(_face(f), pts=None) for f in range(6)]
+    for f in faces:
+        buf.add(f)
+    win = buf.window(faces[2], STEP_S)
+    assert win.valid.all() and _slots(win) == [0, 1, 2, 3, 4]
+    assert buf.time(faces[5]) == pytest.approx(5 / FPS)

@@ -9,6 +9,7 @@ request's track window (and holds it, and what follows, until the window is comp
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -35,6 +36,7 @@ from cctv_sr.track.book import TrackBook
 from cctv_sr.track.tracker import FaceTracker
 
 Emit = Callable[[AnalysisMessage], object]
+log = logging.getLogger(__name__)
 
 @dataclass
 class AnalysisStats:
@@ -76,6 +78,7 @@ class _StreamState:
     book: TrackBook
     fps: float
     scanner: Scanner
+    last_t: float | None = None  # stream time of the last analysed frame
 
 
 @dataclass
@@ -115,7 +118,7 @@ class Analyzer:
             self._streams[stream_id] = st
             src = self.cfg.source  # the analysed frame period (stride, max_fps)
             self.temporal.set_period(stream_id, max(src.stride / fps, 1.0 / src.max_fps
-                                                    if src.max_fps > 0 else 0.0))
+                                                    if src.max_fps > 0 else 0.0), fps)
         return st
 
     def tracker_config(self) -> TrackerConfig:
@@ -170,7 +173,14 @@ class Analyzer:
     def _process_frame(self, frame: Frame, dets: FaceDetections, plan: ScanPlan) -> None:
         st = self._state(frame.stream_id)
         t = self._t(frame, st)
-        if plan.cut:  # a new shot: no track goes on across it
+        # a new shot, or stream time going back (a live stream's clock reset, a pts wrap):
+        # no track goes on across it
+        went_back = st.last_t is not None and t < st.last_t
+        if went_back:
+            log.warning("stream %s: time went back from %.3f s to %.3f s; its tracks end here",
+                        frame.stream_id, st.last_t, t)
+        st.last_t = t
+        if plan.cut or went_back:
             self._end(frame.stream_id, [tr.track_id for tr in st.tracker.finish()], frame.index)
         t0 = time.perf_counter()
         looks = describe(frame.image, dets.xyxy) if len(dets) else None
@@ -266,6 +276,16 @@ class Analyzer:
                 self.temporal.send(replace(end, rows_final_before=self._final_before(
                     stream_id, next_frame)))
                 self.stats.tracks_ended += 0 if end.discarded else 1
+
+    def end_stream(self, stream_id: str) -> None:
+        """One input of several ended: end its open tracks and send what waits for it."""
+        st = self._streams.get(stream_id)
+        if st is None:
+            return
+        st.tracker.finish()
+        self._end(stream_id, st.book.open_tracks(), None)
+        self.temporal.flush(stream_id)
+        self.stats.live_tracks = sum(s.tracker.live_tracks for s in self._streams.values())
 
     def finish(self) -> None:
         """End every open track of every stream (end of input or stop)."""

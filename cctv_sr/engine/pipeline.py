@@ -37,6 +37,7 @@ from cctv_sr.records import (
     Frame,
     Saved,
     StageTimes,
+    StreamEnd,
     TrackEnd,
     UntrackedRows,
     WriterMessage,
@@ -126,7 +127,7 @@ class Pipeline:
             self._source_stop()
 
     # stages --------------------------------------------------------------------------------
-    def _analysis_stage(self, frames: Iterable[Frame]) -> None:
+    def _analysis_stage(self, frames: Iterable[Frame | StreamEnd]) -> None:
         try:
             if len(self._analyzers) == 1:
                 self._analyse(self._analyzer, frames)
@@ -135,12 +136,18 @@ class Pipeline:
         finally:
             self._to_accel.end()
 
-    def _analyse(self, analyzer: Analyzer, frames: Iterable[Frame]) -> None:
+    def _analyse(self, analyzer: Analyzer, frames: Iterable[Frame | StreamEnd]) -> None:
         try:
             batch: list[Frame] = []
             for frame in frames:
                 if self._abort.is_set():
                     break
+                if isinstance(frame, StreamEnd):  # one input of several ended
+                    if batch:
+                        analyzer.process(batch)
+                        batch = []
+                    analyzer.end_stream(frame.stream_id)
+                    continue
                 batch.append(frame)
                 if len(batch) >= self.cfg.detector.batch_size:
                     analyzer.process(batch)
@@ -159,24 +166,24 @@ class Pipeline:
                 except Exception:  # noqa: BLE001
                     log.exception("could not flush open tracks after the failure")
 
-    def _dispatch(self, frames: Iterable[Frame]) -> None:
+    def _dispatch(self, frames: Iterable[Frame | StreamEnd]) -> None:
         """Several analysis workers: each stream goes to one (in the order streams first
         appear, round robin), so its frames stay in order and its state in one thread."""
         stopped = [threading.Event() for _ in self._analyzers]  # a worker that failed
-        inboxes: list[Channel[Frame]] = [
+        inboxes: list[Channel[Frame | StreamEnd]] = [
             Channel(2 * self.cfg.detector.batch_size, stop) for stop in stopped]
 
         def work(k: int) -> None:
-            def inbox() -> Iterator[Frame]:
+            def inbox() -> Iterator[Frame | StreamEnd]:
                 while True:
                     item = inboxes[k].get()
                     if isinstance(item, (End, Failure)):
                         return
                     yield item
 
-            failures = len(self._failures)
-            self._analyse(self._analyzers[k], inbox())
-            if len(self._failures) > failures:
+            try:
+                self._analyse(self._analyzers[k], inbox())
+            finally:  # the worker reads no more: the dispatcher's puts to it give up
                 stopped[k].set()
 
         threads = [threading.Thread(target=work, args=(k,), daemon=True,
@@ -190,7 +197,7 @@ class Pipeline:
                 if self._abort.is_set():
                     break
                 k = owner.setdefault(frame.stream_id, len(owner) % len(self._analyzers))
-                inboxes[k].put(frame)
+                inboxes[k].put(frame)  # a StreamEnd goes to its stream's worker too
         except BaseException as exc:  # noqa: BLE001 - the source failed: workers flush
             self._fail("analysis", exc, abort=False)
         finally:
@@ -246,7 +253,7 @@ class Pipeline:
                 pass
 
     # entry point ---------------------------------------------------------------------------
-    def run(self, frames: Iterable[Frame], source_stop: Callable[[], None],
+    def run(self, frames: Iterable[Frame | StreamEnd], source_stop: Callable[[], None],
             on_tick: Callable[[PipelineStats], None] | None = None) -> PipelineStats:
         """Process ``frames`` to the end (or until ``stop()``); raise if a stage failed.
 

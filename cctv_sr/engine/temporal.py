@@ -2,12 +2,13 @@
 
 :class:`TemporalStage` sits between the analysis stage and its channel to the accelerator.
 Every detected, aligned face of a track goes into a :class:`~cctv_sr.track.buffer.TrackBuffer`;
-every outgoing message goes into one FIFO outbox. A ``SaveRequest`` or ``EmbedRequest`` waits
-there until its face's window is complete (the track's next ``T // 2`` faces have arrived, or
-stream time has passed the window's last slot, or the track ended), then leaves with its
-:class:`~cctv_sr.records.TrackWindow` attached; messages behind it wait, so the accelerator and
-the writer see exactly the order the analysis stage produced (time order of rows, saves before
-their evictions). The wait is bounded by ``T // 2 * step_s`` of stream time.
+every outgoing message goes into its stream's FIFO outbox (streams never wait for each other;
+each has its own writer). A ``SaveRequest`` or ``EmbedRequest`` waits there until its face's
+window is complete (the track's next ``T // 2`` faces have arrived, or stream time is
+``temporal.max_wait_s`` past it, or the track or its stream ended), then leaves with its
+:class:`~cctv_sr.records.TrackWindow` attached; messages of its stream behind it wait, so the
+accelerator and the writer see each stream's messages in exactly the order the analysis stage
+produced them (time order of rows, saves before their evictions).
 
 A track's end builds the windows of its waiting requests from what is buffered before the
 buffer lets the track go. With ``frames == 1`` nothing waits and no window is attached.
@@ -45,7 +46,7 @@ from cctv_sr.records import (
     TrackEnd,
     TrackWindow,
 )
-from cctv_sr.track.buffer import TrackBuffer, face_time
+from cctv_sr.track.buffer import TrackBuffer
 from cctv_sr.track.smooth import SmoothConfig, TrackSmoother
 
 Emit = Callable[[AnalysisMessage], object]
@@ -103,7 +104,7 @@ class TemporalStage:
     stats: TemporalStats = field(default_factory=TemporalStats)
     _buffer: TrackBuffer = field(init=False)
     _smoothers: dict[str, TrackSmoother] = field(default_factory=dict)
-    _outbox: deque[_Waiting] = field(default_factory=deque)
+    _outbox: dict[str, deque[_Waiting]] = field(default_factory=dict)  # one FIFO per stream
     _now: dict[str, float] = field(default_factory=dict)  # latest stream time per stream
     _period: dict[str, float] = field(default_factory=dict)  # analysed frame period
     _held: dict[Key, list[_Held]] = field(default_factory=dict)
@@ -115,10 +116,11 @@ class TemporalStage:
     def on(self) -> bool:
         return self.frames > 1
 
-    def set_period(self, stream_id: str, seconds: float) -> None:
-        """The stream's analysed frame period: a window slot k frames from the centre takes a
-        face within 1.5 k periods of it."""
+    def set_period(self, stream_id: str, seconds: float, fps: float = 25.0) -> None:
+        """The stream's analysed frame period (a window slot k frames from the centre takes a
+        face within 1.5 k periods of it) and frame rate (the time of frames without pts)."""
         self._period[stream_id] = max(float(seconds), 1e-3)
+        self._buffer.fps[stream_id] = max(float(fps), 1e-3)
 
     def step_s(self, stream_id: str) -> float:
         return 1.5 * self._period.get(stream_id, 0.04)
@@ -162,9 +164,9 @@ class TemporalStage:
         key = (face.stream_id, face.track_id)
         held = self._held.pop(key, [])
         last = self._buffer.last(face.stream_id, face.track_id)
-        t1 = face_time(face)
-        if last is not None and held and t1 - face_time(last) <= self.cfg.max_wait_s:
-            t0 = face_time(last)
+        t1 = self._buffer.time(face)
+        if last is not None and held and t1 - self._buffer.time(last) <= self.cfg.max_wait_s:
+            t0 = self._buffer.time(last)
             side = last.crop.shape[0]
             for h in held:
                 if not t0 < h.t < t1:
@@ -185,23 +187,23 @@ class TemporalStage:
         """Stream ``stream_id`` has been analysed up to time ``t``: windows that no later face
         could complete may leave."""
         self._now[stream_id] = t
-        self._release()
+        self._release(stream_id)
 
     def send(self, message: AnalysisMessage) -> None:
         """Queue one outgoing message; whatever is ready leaves, in order."""
         if isinstance(message, TrackEnd):
             self.end_track(message.summary.stream_id, message.summary.track_id)
-        self._outbox.append(_Waiting(message))
-        self.stats.max_waiting = max(self.stats.max_waiting, len(self._outbox))
-        self._release()
+        stream = _stream_of(message)
+        self._outbox.setdefault(stream, deque()).append(_Waiting(message))
+        self.stats.max_waiting = max(self.stats.max_waiting, len(self))
+        self._release(stream)
 
     def end_track(self, stream_id: str, track_id: int) -> None:
         """A track ended (or was discarded): its waiting requests take their windows from what
         is buffered, then the buffer and the smoother let it go."""
-        for waiting in self._outbox:
+        for waiting in self._outbox.get(stream_id, ()):
             face = _face_of(waiting.message)
-            if (face is not None and waiting.window is None and face.stream_id == stream_id
-                    and face.track_id == track_id):
+            if face is not None and waiting.window is None and face.track_id == track_id:
                 waiting.window = self._window(face)
         self._buffer.end(stream_id, track_id)
         self._held.pop((stream_id, track_id), None)
@@ -209,13 +211,15 @@ class TemporalStage:
         if smoother is not None:
             smoother.end(track_id)
 
-    def flush(self) -> None:
-        """End of input: every waiting request leaves with what is buffered."""
-        for waiting in self._outbox:
-            face = _face_of(waiting.message)
-            if face is not None and waiting.window is None:
-                waiting.window = self._window(face)
-        self._release()
+    def flush(self, stream_id: str | None = None) -> None:
+        """End of input (of one stream, or of all): every waiting request leaves with what
+        is buffered."""
+        for stream in [stream_id] if stream_id is not None else list(self._outbox):
+            for waiting in self._outbox.get(stream, ()):
+                face = _face_of(waiting.message)
+                if face is not None and waiting.window is None:
+                    waiting.window = self._window(face)
+            self._release(stream)
 
     def _window(self, face: AlignedFace) -> TrackWindow:
         window = self._buffer.window(face, self.step_s(face.stream_id))
@@ -223,23 +227,32 @@ class TemporalStage:
         self.stats.window_frames += int(window.valid.sum())
         return window
 
-    def _release(self) -> None:
-        while self._outbox:
-            head = self._outbox[0]
+    def _release(self, stream: str) -> None:
+        box = self._outbox.get(stream)
+        while box:
+            head = box[0]
             face = _face_of(head.message)
             if face is not None and self.on and head.window is None:
                 if not self._buffer.ready(face, self.cfg.max_wait_s,
                                           self._now.get(face.stream_id)):
                     return
                 head.window = self._window(face)
-            self._outbox.popleft()
+            box.popleft()
             message = head.message
             if head.window is not None and isinstance(message, (SaveRequest, EmbedRequest)):
                 message = replace(message, window=head.window)
             self.emit(message)
 
     def __len__(self) -> int:
-        return len(self._outbox)
+        return sum(len(box) for box in self._outbox.values())
+
+
+def _stream_of(message: AnalysisMessage) -> str:
+    if isinstance(message, (SaveRequest, EmbedRequest)):
+        return message.face.stream_id
+    if isinstance(message, TrackEnd):
+        return message.summary.stream_id
+    return message.stream_id  # UntrackedRows
 
 
 def _face_of(message: AnalysisMessage) -> AlignedFace | None:

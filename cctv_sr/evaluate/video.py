@@ -113,9 +113,10 @@ def _even(x: int) -> int:
 
 
 def degrade(frames: Sequence[np.ndarray], fps: float, scale: float, out: Path
-            ) -> tuple[float, float]:
-    """Shrink by ``scale`` (area), pad onto a canvas, encode H.264 CRF 30 to ``out``; returns
-    the top-left offset ``(ox, oy)`` of the shrunk frame on the canvas."""
+            ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Shrink by about ``scale`` (area, to whole pixels), pad onto a canvas, encode H.264 CRF
+    30 to ``out``; returns the top-left offset ``(ox, oy)`` of the shrunk frame on the canvas
+    and the exact scales ``(fx, fy)`` of the shrink (``sw / w``, ``sh / h``)."""
     import av
 
     h, w = frames[0].shape[:2]
@@ -134,18 +135,19 @@ def degrade(frames: Sequence[np.ndarray], fps: float, scale: float, out: Path
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return float(ox), float(oy)
+    return (float(ox), float(oy)), (sw / w, sh / h)
 
 
-def gt_affine(M: np.ndarray, f: float, offset: tuple[float, float], side: int,
+def gt_affine(M: np.ndarray, f: tuple[float, float], offset: tuple[float, float], side: int,
               out_side: int) -> np.ndarray:
     """The clean-frame affine of a face aligned in the degraded frame by ``M`` (degraded
-    pixels -> crop of ``side``), for a crop of ``out_side``: the shrink by ``f`` (pixel
-    centres: ``d = f c + (f - 1) / 2``), the canvas offset, then the crop scaled by
-    ``out_side / side`` (centres again)."""
+    pixels -> crop of ``side``), for a crop of ``out_side``: the shrink by ``f = (fx, fy)``
+    (pixel centres: ``d = f c + (f - 1) / 2`` per axis), the canvas offset, then the crop
+    scaled by ``out_side / side`` (centres again)."""
     A, b = np.asarray(M, np.float64)[:, :2], np.asarray(M, np.float64)[:, 2]
-    shift = np.array([offset[0], offset[1]]) + (f - 1.0) / 2.0
-    A1, b1 = A * f, A @ shift + b  # clean pixels -> crop of ``side``
+    fxy = np.array([f[0], f[1]], np.float64)
+    shift = np.array([offset[0], offset[1]]) + (fxy - 1.0) / 2.0
+    A1, b1 = A * fxy[None, :], A @ shift + b  # clean pixels -> crop of ``side``
     k = out_side / side
     return np.hstack([A1 * k, ((b1 + 0.5) * k - 0.5)[:, None]]).astype(np.float32)
 
@@ -261,9 +263,8 @@ def eval_clip(path: Path, sizes: Sequence[int], cfg: RunConfig, detector: object
                       *(h.window for h in heads.values())])
     with tempfile.TemporaryDirectory(prefix="cctv-sr-eval-video-") as tmp:
         for size in sizes:
-            f = size / clean_px
             degraded = Path(tmp) / f"{path.stem}_{size}.mp4"
-            offset = degrade(frames, fps, f, degraded)
+            offset, f = degrade(frames, fps, size / clean_px, degraded)
             for mode in MODES:
                 mcfg = mode_config(cfg, mode)
                 window = window_frames(mcfg.temporal, windows_of)

@@ -25,7 +25,7 @@ from cctv_sr.channel import Channel, End, Failure
 from cctv_sr.config import SourceConfig
 from cctv_sr.errors import ConfigError
 from cctv_sr.io.source import SourceInfo, SourceStats, VideoSource, is_live_url
-from cctv_sr.records import Frame
+from cctv_sr.records import Frame, StreamEnd
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class MergedSource:
             raise ConfigError(f"{len(inputs)} inputs but {len(names)} stream names")
         self.sources = [VideoSource(u, cfg, stream_id=n) for u, n in zip(inputs, names)]
         self._stop = threading.Event()
-        self._queue: Channel[Frame] = Channel(queue_size, abort=self._stop)
+        self._queue: Channel[Frame | StreamEnd] = Channel(queue_size, abort=self._stop)
         self._failures: list[BaseException] = []
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -115,8 +115,10 @@ class MergedSource:
             log.error("input %s failed: %s", source.name, exc)
             with self._lock:
                 self._failures.append(exc)
+        finally:  # the analysis ends this stream's tracks now, not when every input has
+            self._queue.put(StreamEnd(source.stream_id))
 
-    def __iter__(self) -> Iterator[Frame]:
+    def __iter__(self) -> Iterator[Frame | StreamEnd]:
         self._threads = [threading.Thread(target=self._feed, args=(s,), daemon=True,
                                           name=f"cctv-feed-{s.stream_id}")
                          for s in self.sources]
@@ -142,6 +144,6 @@ class MergedSource:
 
     def stop(self) -> None:
         """Stop every input (thread-safe); the iterator ends promptly."""
+        self._stop.set()
         for source in self.sources:
             source.stop()
-        self._stop.set()

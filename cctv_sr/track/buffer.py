@@ -31,18 +31,17 @@ __all__ = ["TrackBuffer", "face_time", "window_of"]
 Key = tuple[str, int]
 
 
-def face_time(face: AlignedFace) -> float:
-    """Stream seconds of a face; with no pts (a live stream's first frame) its frame index
-    stands in, which is only right when frames are 1 s apart; the live-operation issue gives
-    every frame a time."""
+def face_time(face: AlignedFace, fps: float = 1.0) -> float:
+    """Stream seconds of a face; with no pts (a file without timestamps, a live stream's first
+    frame) its frame index over ``fps``, the rule the analysis stage uses for frames."""
     t = face.seconds
-    return float(face.frame_index) if t is None else t
+    return float(face.frame_index) / fps if t is None else t
 
 
 def window_of(faces: list[AlignedFace], centre: AlignedFace, frames: int,
-              step_s: float) -> TrackWindow:
+              step_s: float, fps: float = 1.0) -> TrackWindow:
     """A window of ``frames`` slots centred on ``centre`` from ``faces`` (one track, time
-    order, ``centre`` among them)."""
+    order, ``centre`` among them); ``fps`` gives faces without pts their time."""
     if frames < 1 or frames % 2 == 0:
         raise ContractError(f"a track window has an odd number of frames >= 1, got {frames}")
     if not step_s > 0:
@@ -50,14 +49,14 @@ def window_of(faces: list[AlignedFace], centre: AlignedFace, frames: int,
     side = centre.crop.shape[0]
     usable = [f for f in faces if f.crop.shape == centre.crop.shape]
     pos = next((i for i, f in enumerate(usable) if f is centre), None)
-    t0, half = face_time(centre), frames // 2
+    t0, half = face_time(centre, fps), frames // 2
     crops = np.empty((frames, side, side, 3), np.uint8)
     valid = np.zeros(frames, bool)
     crops[half], valid[half] = centre.crop, True
     if pos is not None:
         for k in range(1, half + 1):
             for slot, j in ((half - k, pos - k), (half + k, pos + k)):
-                if 0 <= j < len(usable) and abs(face_time(usable[j]) - t0) <= k * step_s:
+                if 0 <= j < len(usable) and abs(face_time(usable[j], fps) - t0) <= k * step_s:
                     crops[slot], valid[slot] = usable[j].crop, True
     for k in range(frames):  # pad each invalid slot with the nearest valid one
         if not valid[k]:
@@ -72,6 +71,7 @@ class TrackBuffer:
 
     frames: int = 5
     capacity: int = 32
+    fps: dict[str, float] = field(default_factory=dict)  # per stream: time of faces without pts
     _faces: dict[Key, deque[AlignedFace]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,13 +80,17 @@ class TrackBuffer:
         if self.capacity < self.frames:
             raise ContractError(f"buffer capacity {self.capacity} < window {self.frames}")
 
+    def time(self, face: AlignedFace) -> float:
+        """Stream seconds of a buffered face (:func:`face_time` at its stream's rate)."""
+        return face_time(face, self.fps.get(face.stream_id, 1.0))
+
     def add(self, face: AlignedFace) -> None:
         """Buffer one aligned face (faces of a track come in time order)."""
         ring = self._faces.setdefault((face.stream_id, face.track_id),
                                       deque(maxlen=self.capacity))
-        if ring and face_time(face) < face_time(ring[-1]):
-            raise ContractError(f"track {face.track_id}: face at {face_time(face)} s after one at "
-                                f"{face_time(ring[-1])} s")
+        if ring and self.time(face) < self.time(ring[-1]):
+            raise ContractError(f"track {face.track_id}: face at {self.time(face)} s after one at "
+                                f"{self.time(ring[-1])} s")
         ring.append(face)
 
     def ready(self, centre: AlignedFace, wait_s: float, now: float | None = None) -> bool:
@@ -95,16 +99,16 @@ class TrackBuffer:
         ``wait_s`` past it."""
         if self.frames == 1:
             return True
-        half, t0 = self.frames // 2, face_time(centre)
+        half, t0 = self.frames // 2, self.time(centre)
         ring = self._faces.get((centre.stream_id, centre.track_id))
         if not ring:
             return False
-        last = face_time(ring[-1]) if now is None else max(now, face_time(ring[-1]))
+        last = self.time(ring[-1]) if now is None else max(now, self.time(ring[-1]))
         if last >= t0 + wait_s:
             return True
         after = 0
         for face in reversed(ring):
-            if face is centre or face_time(face) < t0:
+            if face is centre or self.time(face) < t0:
                 break
             after += face.crop.shape == centre.crop.shape
         return after >= half
@@ -114,7 +118,8 @@ class TrackBuffer:
         if self.frames == 1:
             return TrackWindow.single(centre)
         ring = self._faces.get((centre.stream_id, centre.track_id))
-        return window_of(list(ring) if ring else [centre], centre, self.frames, step_s)
+        return window_of(list(ring) if ring else [centre], centre, self.frames, step_s,
+                         self.fps.get(centre.stream_id, 1.0))
 
     def end(self, stream_id: str, track_id: int) -> None:
         """Evict an ended track."""
