@@ -101,6 +101,7 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
     multi = len(inputs) > 1
     source, infos = _open_sources(inputs, cfg, names)  # bad input fails here
     identity_setup = None
+    writers: dict[str, OutputWriter] = {}
     try:
         if multi and (Path(outdir) / "run.json").exists() and not overwrite:
             raise OutputError(f"{outdir}: already holds results (run.json); choose another "
@@ -109,10 +110,19 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
         sr = create_sr(cfg.sr)
         if cfg.match.gallery:
             identity_setup = open_identity(cfg)
-        writers = {n: OutputWriter(Path(outdir) / n if multi else Path(outdir), cfg.output,
-                                   overwrite=overwrite) for n in names}
+        # The analysis stage's face / non-face check, folded into each face's quality
+        # (face/quality.py); MTCNN's O-Net from the mtcnn package, nothing to download. One
+        # detector and O-Net more for each analysis worker after the first.
+        quality_faceness = OnetFaceness(device=cfg.detector.device)
+        extra = [(create_detector(cfg.detector), OnetFaceness(device=cfg.detector.device))
+                 for _ in range(analysis_workers(cfg, len(inputs)) - 1)]
+        for n in names:  # models first: a model that fails to load leaves no OUTDIR behind
+            writers[n] = OutputWriter(Path(outdir) / n if multi else Path(outdir), cfg.output,
+                                      overwrite=overwrite)
     except BaseException:
         source.stop()
+        for w in writers.values():
+            w.close()
         raise
     embedder, faceness, head = None, None, None
     identities: dict[str, IdentityWriter] = {}
@@ -126,9 +136,6 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
     hashers = {n: _Hasher(Path(u)) for n, u in zip(names, inputs) if not is_live_url(u)}
     for hasher in hashers.values():
         hasher.start()
-    # The analysis stage's face / non-face check, folded into each face's quality
-    # (face/quality.py); MTCNN's O-Net from the mtcnn package, nothing to download.
-    quality_faceness = OnetFaceness(device=cfg.detector.device)
     models = {"detector": ModelRecord.of(detector), "sr": ModelRecord.of(sr),
               "quality_faceness": ModelRecord.of(quality_faceness)}
     if embedder is not None:
@@ -141,9 +148,6 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
                        gallery=None if identity_setup is None else identity_setup.describe())
     run_json = Path(outdir) / "run.json"
     write_json_atomic(run_json, record.to_json())
-    workers = analysis_workers(cfg, len(inputs))
-    extra = [(create_detector(cfg.detector), OnetFaceness(device=cfg.detector.device))
-             for _ in range(workers - 1)]
     pipeline = Pipeline(cfg, detector, sr, sinks, fps_hint=infos[0].fps or 25.0,
                         queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
                         faceness=faceness, head=head, quality_faceness=quality_faceness,
