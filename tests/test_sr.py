@@ -63,8 +63,9 @@ def test_registry_is_lazy() -> None:
             if manifest.backend == "opencv_sr":
                 assert spec.arch == name.split("_")[0]
             else:  # the project's own trained nets, shipped in the package
-                assert manifest.backend == name == spec.arch
-                assert name in ("lrnet", "ipunet", "srgan")
+                assert manifest.backend == spec.arch and name in (spec.arch, manifest.name)
+                assert name in ("lrnet", "lrnet_t5", "ipunet", "srgan")
+                assert spec.window == (5 if name == "lrnet_t5" else 1)
 
 
 def test_unknown_name_suggests() -> None:
