@@ -27,6 +27,16 @@ def _int_list(text: str) -> tuple[int, ...]:
                                          ) from None
 
 
+def write_json(path: Path, data: object) -> None:
+    """``--json PATH``: the figures as indented JSON (parent folders made); one-line
+    OutputError when it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"--json {path}: cannot write ({exc.strerror})") from None
+
+
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, metavar="ROOT",
                    help="LFW-style tree <ROOT>/<Identity>/<image>.jpg")
@@ -184,10 +194,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         sys.stdout.write(format_tail(tc.rows, tc.watchlist, tc.restore) + "\n"
                          f"({tc.seconds:.0f} s in all, {tc.workers} worker(s))\n")
     if args.json:
-        try:
-            args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+        write_json(args.json, payload)
     return 0
 
 
@@ -228,11 +235,7 @@ def _identify(args: argparse.Namespace) -> int:
         for e, path in write_det_plots(result, det_base).items():
             sys.stdout.write(f"DET curve ({e}): {path}\n")
     if args.json:
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+        write_json(args.json, result.to_json())
     return 0
 
 
@@ -284,11 +287,7 @@ def _detect(args: argparse.Namespace) -> int:
         data = {"scene": str(clip), **results[0].to_json(),
                 "configs": [r.to_json() for r in results],
                 "clips": {k: [r.to_json() for r in v] for k, v in real.items()}}
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+        write_json(args.json, data)
     return 0
 
 

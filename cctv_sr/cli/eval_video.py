@@ -8,13 +8,12 @@ single-frame vs temporal, on clean talking-head clips degraded to small faces::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cctv_sr.errors import ConfigError, OutputError
+from cctv_sr.errors import ConfigError
 
 DEFAULT_PATTERNS = "sadtalker_*,video_retalking_*"
 
@@ -154,6 +153,7 @@ def _clip_scores(job: _Job) -> list[Any]:
 
 
 def run_video(args: argparse.Namespace) -> int:
+    from cctv_sr.cli.eval import write_json
     from cctv_sr.evaluate.video import paired_margins, summarise
 
     clips = find_clips(list(args.clips), args.pattern)
@@ -209,9 +209,5 @@ def run_video(args: argparse.Namespace) -> int:
         data = {"rows": [asdict(r) for r in rows], "margins": [asdict(m) for m in margins],
                 "clips": [str(c) for c in clips],
                 "embedder": embedder_name, "crf": 30}
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+        write_json(args.json, data)
     return 0
