@@ -365,3 +365,16 @@ class StreamEnd:
 
 AnalysisMessage: TypeAlias = SaveRequest | EmbedRequest | TrackEnd | UntrackedRows
 WriterMessage: TypeAlias = Saved | Embedded | TrackEnd | UntrackedRows
+
+
+def stream_of(message: AnalysisMessage | WriterMessage) -> str:
+    """The stream id any stage message belongs to."""
+    if isinstance(message, (SaveRequest, EmbedRequest, Embedded)):
+        return message.face.stream_id
+    if isinstance(message, Saved):
+        return message.enhanced.face.stream_id
+    if isinstance(message, TrackEnd):
+        return message.summary.stream_id
+    if isinstance(message, UntrackedRows):
+        return message.stream_id
+    raise ContractError(f"no stream for a {type(message).__name__}")

@@ -11,26 +11,14 @@ from collections.abc import Mapping, Sequence
 
 from cctv_sr.engine.pipeline import FaceSink
 from cctv_sr.errors import ContractError
-from cctv_sr.records import Embedded, Saved, TrackEnd, UntrackedRows, WriterMessage
+from cctv_sr.records import WriterMessage, stream_of
 
-__all__ = ["StreamRouter", "stream_of"]
-
-
-def stream_of(item: WriterMessage) -> str:
-    """The stream id a writer message belongs to."""
-    if isinstance(item, Saved):
-        return item.enhanced.face.stream_id
-    if isinstance(item, Embedded):
-        return item.face.stream_id
-    if isinstance(item, TrackEnd):
-        return item.summary.stream_id
-    if isinstance(item, UntrackedRows):
-        return item.stream_id
-    raise ContractError(f"no stream for a {type(item).__name__}")
+__all__ = ["StreamRouter"]
 
 
 class StreamRouter:
-    """A :class:`~cctv_sr.engine.pipeline.FaceSink` that routes by ``stream_of``."""
+    """A :class:`~cctv_sr.engine.pipeline.FaceSink` that routes by
+    :func:`cctv_sr.records.stream_of`."""
 
     def __init__(self, sinks: Mapping[str, Sequence[FaceSink]]) -> None:
         self._sinks = {k: list(v) for k, v in sinks.items()}

@@ -45,6 +45,7 @@ from cctv_sr.records import (
     SaveRequest,
     TrackEnd,
     TrackWindow,
+    stream_of,
 )
 from cctv_sr.track.buffer import TrackBuffer
 from cctv_sr.track.smooth import SmoothConfig, TrackSmoother
@@ -193,7 +194,7 @@ class TemporalStage:
         """Queue one outgoing message; whatever is ready leaves, in order."""
         if isinstance(message, TrackEnd):
             self.end_track(message.summary.stream_id, message.summary.track_id)
-        stream = _stream_of(message)
+        stream = stream_of(message)
         self._outbox.setdefault(stream, deque()).append(_Waiting(message))
         self.stats.max_waiting = max(self.stats.max_waiting, len(self))
         self._release(stream)
@@ -245,14 +246,6 @@ class TemporalStage:
 
     def __len__(self) -> int:
         return sum(len(box) for box in self._outbox.values())
-
-
-def _stream_of(message: AnalysisMessage) -> str:
-    if isinstance(message, (SaveRequest, EmbedRequest)):
-        return message.face.stream_id
-    if isinstance(message, TrackEnd):
-        return message.summary.stream_id
-    return message.stream_id  # UntrackedRows
 
 
 def _face_of(message: AnalysisMessage) -> AlignedFace | None:
