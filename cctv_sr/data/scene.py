@@ -17,14 +17,14 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from cctv_sr.data.encode import write_h264
 from cctv_sr.data.synth import _paste, background
-from cctv_sr.errors import ConfigError, OutputError, SourceError
+from cctv_sr.errors import ConfigError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +203,6 @@ def make_scene(spec: SceneSpec, out_path: Path,
                patches: Sequence[np.ndarray] | None = None,
                face_frac: float = LFW_FACE_FRAC) -> SceneTruth:
     """Render, encode (H.264 CRF 30, yuv420p) to ``out_path`` and write ``<out>.json``."""
-    import av
-
     n_people = len(spec.widths) * spec.people_per_width
     if patches is None:
         if not spec.faces:
@@ -213,24 +211,13 @@ def make_scene(spec: SceneSpec, out_path: Path,
         patches = lfw_patches(Path(spec.faces), n_people, spec.seed)
     out_path = Path(out_path)
     frames: list[tuple[tuple[int, int, tuple[float, float, float, float]], ...]] = []
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        container = av.open(str(out_path), "w")
-    except OSError as exc:
-        raise OutputError(f"{out_path}: cannot write the scene ({exc})") from exc
-    with container:
-        rate = Fraction(spec.fps).limit_denominator(1001)
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height = spec.width, spec.height
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(CRF), "preset": "veryfast"}
+
+    def images() -> Iterator[np.ndarray]:  # the truth of each frame kept as it is encoded
         for image, truth in render_scene(spec, patches, face_frac):
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
             frames.append(tuple((pid, w, (b[0], b[1], b[2], b[3])) for pid, w, b in truth))
-        for packet in stream.encode():
-            container.mux(packet)
+            yield image
+
+    write_h264(out_path, images(), spec.fps, CRF)
     result = SceneTruth(spec, tuple(plan_people(spec)), tuple(frames))
     truth_path = out_path.with_suffix(".json")
     truth_path.write_text(json.dumps(result.to_json()) + "\n", encoding="utf-8")

@@ -19,12 +19,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from cctv_sr.config import RunConfig
+from cctv_sr.data.encode import write_h264
 from cctv_sr.data.synth import Walker, render_clip
 from cctv_sr.engine.run import RunResult, run_inputs
 from cctv_sr.errors import ConfigError
@@ -102,7 +102,6 @@ def face_grid_clip(patches: Sequence[np.ndarray], n_faces: int, out: Path, secon
     """A clip with ``n_faces`` faces of about ``face_px`` on screen in every frame: a grid of
     heads (``patches`` reused in turn; the face is the central ``face_frac`` of a patch's
     width), each drifting a few pixels a second."""
-    import av
 
     if n_faces < 1 or not patches:
         raise ConfigError("a face grid needs at least one face and one photo")
@@ -118,15 +117,8 @@ def face_grid_clip(patches: Sequence[np.ndarray], n_faces: int, out: Path, secon
         w = face_px * rng.uniform(0.9, 1.1)
         walkers.append(Walker(patches[k % len(patches)], (cx - dx, cy - dy), (cx + dx, cy + dy),
                               w, w, 0, frames - 1, face_frac))
-    with av.open(str(out), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "23", "preset": "veryfast"}
-        for image, _ in render_clip(walkers, width, height, frames, seed=seed):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_h264(out, (image for image, _ in render_clip(walkers, width, height, frames,
+                                                       seed=seed)), fps, crf=23)
     return out
 
 

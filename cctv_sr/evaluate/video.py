@@ -26,7 +26,6 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +33,7 @@ import cv2
 import numpy as np
 
 from cctv_sr.config import RunConfig, TemporalConfig
+from cctv_sr.data.encode import write_h264
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.engine.accelerator import Accelerator
 from cctv_sr.engine.analysis import Analyzer
@@ -117,24 +117,18 @@ def degrade(frames: Sequence[np.ndarray], fps: float, scale: float, out: Path
     """Shrink by about ``scale`` (area, to whole pixels), pad onto a canvas, encode H.264 CRF
     30 to ``out``; returns the top-left offset ``(ox, oy)`` of the shrunk frame on the canvas
     and the exact scales ``(fx, fy)`` of the shrink (``sw / w``, ``sh / h``)."""
-    import av
-
     h, w = frames[0].shape[:2]
     sw, sh = max(2, round(w * scale)), max(2, round(h * scale))
     cw, ch = _even(max(MIN_CANVAS, sw + 32)), _even(max(MIN_CANVAS, sh + 32))
     ox, oy = (cw - sw) // 2, (ch - sh) // 2
-    with av.open(str(out), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = cw, ch, "yuv420p"
-        stream.options = {"crf": str(CRF), "preset": "veryfast"}
+
+    def canvases() -> Iterator[np.ndarray]:
         for image in frames:
             small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-            canvas = np.ascontiguousarray(cv2.copyMakeBorder(
-                small, oy, ch - sh - oy, ox, cw - sw - ox, cv2.BORDER_REPLICATE), np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+            yield cv2.copyMakeBorder(small, oy, ch - sh - oy, ox, cw - sw - ox,
+                                     cv2.BORDER_REPLICATE)
+
+    write_h264(out, canvases(), fps, CRF)
     return (float(ox), float(oy)), (sw / w, sh / h)
 
 
