@@ -91,10 +91,14 @@ class SuperResolver(abc.ABC):
     def upscale_windows(self, windows: np.ndarray, out_size: int) -> np.ndarray:
         """(N, T, S, S, 3) uint8 BGR track windows (``T == window``, the face to enhance in
         the centre slot) -> (N, out_size, out_size, 3); a single-frame model takes the centre."""
+        self.check_windows(windows)
+        return self.upscale(np.ascontiguousarray(windows[:, self.window // 2]), out_size)
+
+    def check_windows(self, windows: np.ndarray) -> None:
+        """ContractError unless ``windows`` is ``(N, window, S, S, 3)``."""
         if windows.ndim != 5 or windows.shape[1] != self.window:
             raise ContractError(f"SR {self.name!r} takes windows (N, {self.window}, S, S, 3), "
                                 f"got {windows.shape}")
-        return self.upscale(np.ascontiguousarray(windows[:, self.window // 2]), out_size)
 
     def describe(self, in_size: int, out_size: int) -> str:
         """What :meth:`upscale` does for this in/out side, e.g. ``"espcn_x4+bicubic_x2"``."""

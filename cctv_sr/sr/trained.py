@@ -28,7 +28,7 @@ from cctv_sr.archs.common import fit_input
 from cctv_sr.config import SRConfig
 from cctv_sr.detect.mtcnn import torch_device
 from cctv_sr.embed.base import chunks
-from cctv_sr.errors import ConfigError, ContractError, ModelError
+from cctv_sr.errors import ConfigError, ModelError
 from cctv_sr.sr.base import SuperResolver, check_crops, empty_batch, resize_square
 from cctv_sr.train.sampler import to_input
 
@@ -109,9 +109,7 @@ class TrainedSR(SuperResolver):
     def upscale_windows(self, windows: np.ndarray, out_size: int) -> np.ndarray:
         """(N, T, S, S, 3) uint8 BGR windows of ``T == window`` aligned frames ->
         (N, out_size, out_size, 3) uint8 BGR."""
-        if windows.ndim != 5 or windows.shape[1] != self.window:
-            raise ContractError(f"SR {self.name!r} takes windows (N, {self.window}, S, S, 3), "
-                                f"got {windows.shape}")
+        self.check_windows(windows)
         check_crops(windows[:, 0], out_size)
         if windows.shape[0] == 0:
             return empty_batch(out_size)
