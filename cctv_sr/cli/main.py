@@ -15,6 +15,7 @@ import sys
 
 from cctv_sr import EVIDENCE_NOTE, __version__
 from cctv_sr.cli.bench import add_bench_parser, run_bench
+from cctv_sr.cli.demo import add_demo_parser, run_demo
 from cctv_sr.cli.eval import add_eval_parser, run_eval
 from cctv_sr.cli.export import add_export_parser, run_export
 from cctv_sr.cli.gallery import add_gallery_parser, run_gallery
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)
     add_train_parser(sub)
     add_export_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_train(args)
         if args.command == "export":
             return run_export(args)
+        if args.command == "demo":
+            return run_demo(args)
         return run_models(args)
     except ContractError as exc:
         # A component broke its contract: not something the user can fix with a setting.

@@ -33,6 +33,11 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--match-threshold", type=float,
                    help="fixed cosine threshold, overriding --match-fpir (default: chosen from "
                    "the gallery's size)")
+    p.add_argument("--annotate", action="store_true",
+                   help="after the run, write OUTDIR/annotated.mp4 (OUTDIR/<stream>/ for several "
+                   "inputs): the footage with each face's box, track id and matched name. A "
+                   "post-pass that decodes each file again: rtsp:// inputs are skipped with a "
+                   "warning")
 
 
 def run_run(args: argparse.Namespace) -> int:
@@ -48,6 +53,13 @@ def run_run(args: argparse.Namespace) -> int:
     result = run_inputs(inputs, args.out, cfg,
                         stream_ids=[args.stream_id or "cam0"] if len(inputs) == 1 else None,
                         overwrite=args.overwrite, quiet=args.quiet)
+    if args.annotate and result.status != "interrupted":
+        from cctv_sr.io.annotate import annotate_inputs
+
+        ids = [args.stream_id] if args.stream_id else None
+        for video in annotate_inputs(inputs, args.out, ids, quiet=args.quiet):
+            if not args.quiet and not args.json:
+                print(f"annotated: {video.path}")
     summary: dict[str, Any] = {
         "outdir": str(result.outdir), "status": result.status,
         "frames_decoded": result.frames_decoded, "frames_analysed": result.frames_analysed,

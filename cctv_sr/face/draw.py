@@ -1,5 +1,7 @@
-"""Drawing helpers shared by every picture the project makes (side-by-side match images now;
-annotated video and the HTML report later): labelled square panels and a verdict banner."""
+"""Drawing helpers shared by every picture the project makes (side-by-side match images, the
+annotated video of ``cctv-sr run --annotate``, the HTML report): labelled square panels, a
+verdict banner, and face boxes with a label tab (solid for detections, dashed and thinner for
+rows a track carried between detections)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 TEXT = (230, 230, 230)
 MATCH_BGR = (60, 170, 60)  # green: the decision named this person
 NO_MATCH_BGR = (40, 40, 200)  # red: no one was named
+TRACK_BGR = (0, 190, 240)  # amber: a tracked face with no name (no gallery, or no match)
+UNTRACKED_BGR = (170, 170, 170)  # grey: a detection no track took
 
 
 def _fit(text: str, width: int, scale: float = 0.38) -> tuple[str, float]:
@@ -69,3 +73,47 @@ def side_by_side(panels: list[np.ndarray], banner: str | None = None,
     text, scale = _fit(banner, body.shape[1] - 8, scale=0.5)
     cv2.putText(strip, text, (4, 15), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return np.vstack([strip, body])
+
+
+def _dashed_rect(image: np.ndarray, p0: tuple[int, int], p1: tuple[int, int],
+                 colour: tuple[int, int, int], thickness: int, dash: int = 5) -> None:
+    """A rectangle drawn as dashes of ``dash`` px with gaps of the same length."""
+    (x0, y0), (x1, y1) = p0, p1
+    edges = (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)),
+             ((x0, y1), (x0, y0)))
+    for (ax, ay), (bx, by) in edges:
+        length = max(abs(bx - ax), abs(by - ay))
+        for start in range(0, length + 1, 2 * dash):
+            end = min(start + dash, length)
+            u0, u1 = start / max(length, 1), end / max(length, 1)
+            cv2.line(image, (round(ax + u0 * (bx - ax)), round(ay + u0 * (by - ay))),
+                     (round(ax + u1 * (bx - ax)), round(ay + u1 * (by - ay))), colour,
+                     thickness, cv2.LINE_8)
+
+
+def face_box(image: np.ndarray, xyxy: tuple[float, float, float, float] | np.ndarray,
+             colour: tuple[int, int, int], label: str | None = None,
+             carried: bool = False) -> None:
+    """Draw a face box on ``image`` (BGR, in place) with ``label`` on a tab of the box's
+    colour above it (below when the box touches the top). A detected face gets a solid 2 px
+    box; a row its track carried between detections (predicted, not seen) a dashed 1 px one."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (int(round(float(v))) for v in np.asarray(xyxy, np.float64).ravel()[:4])
+    x0, x1 = max(0, min(x0, w - 1)), max(0, min(x1, w - 1))
+    y0, y1 = max(0, min(y0, h - 1)), max(0, min(y1, h - 1))
+    if x1 <= x0 or y1 <= y0:
+        return
+    if carried:
+        _dashed_rect(image, (x0, y0), (x1, y1), colour, 1)
+    else:
+        cv2.rectangle(image, (x0, y0), (x1, y1), colour, 2, cv2.LINE_8)
+    if not label:
+        return
+    text, scale = _fit(label, max(w - x0 - 4, 40), scale=0.4)
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+    tab_h = th + base + 4
+    top = y0 - tab_h if y0 - tab_h >= 0 else min(y1 + 1, h - tab_h)
+    right = min(x0 + tw + 6, w)
+    cv2.rectangle(image, (x0, top), (right, top + tab_h), colour, -1)
+    ink = (0, 0, 0) if sum(colour) > 400 else (255, 255, 255)
+    cv2.putText(image, text, (x0 + 3, top + th + 2), FONT, scale, ink, 1, cv2.LINE_AA)
