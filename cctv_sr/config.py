@@ -34,6 +34,15 @@ class SourceConfig:
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
     rtsp_transport: str = "tcp"
+    # Live streams (io/live.py): a stream that ends, fails or stalls is reopened, waiting
+    # reconnect_backoff_s, doubling up to reconnect_max_backoff_s, between attempts;
+    # max_reconnects = failed attempts in a row before the stream is given up (-1: never
+    # give up, 0: never reconnect). stall_timeout_s: the watchdog's limit for a session that
+    # yields no frame (FFmpeg's own read_timeout_s does not cover every hang).
+    max_reconnects: int = -1
+    reconnect_backoff_s: float = 1.0
+    reconnect_max_backoff_s: float = 10.0
+    stall_timeout_s: float = 15.0
 
 
 @dataclass(frozen=True)

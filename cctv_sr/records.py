@@ -40,7 +40,9 @@ class Frame:
     """One decoded video frame.
 
     ``index`` counts every decoded frame of the stream (0-based), including frames that
-    ``--stride``/``--max-fps`` skip, so indices stay comparable across settings.
+    ``--stride``/``--max-fps`` skip, so indices stay comparable across settings, and goes on
+    across a live stream's reconnects. ``pts`` is stream time from 0 at the first frame
+    (:mod:`cctv_sr.io.live`), monotonic across reconnects.
     """
 
     stream_id: str
@@ -48,6 +50,7 @@ class Frame:
     pts: int | None
     time_base: Fraction
     image: np.ndarray  # (H, W, 3) uint8 BGR
+    session: int = 0  # a live stream's connection number: a new one follows an outage
 
     def __post_init__(self) -> None:
         _check_image("Frame.image", self.image)

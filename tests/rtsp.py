@@ -69,30 +69,54 @@ def skip_without_gstreamer() -> None:
                     "(apt: gstreamer1.0-plugins-base/-good/-ugly)")
 
 
-@contextmanager
-def rtsp_server(workdir: Path, served: Path, fps: int, stall_after_s: float = 3.0
-                ) -> Iterator[str]:
-    """Run the server on a free 127.0.0.1 port serving ``served`` at /file; yields its URL."""
-    skip_without_gstreamer()
-    log_path = workdir / "server.log"
-    for _attempt in range(3):  # the free port may be taken between probe and bind
-        port = free_port()
+class RtspServer:
+    """tests/rtsp_server.py on one 127.0.0.1 port, which :meth:`kill` and :meth:`start` can
+    stop and start again on the same port (a camera that reboots)."""
+
+    def __init__(self, workdir: Path, served: Path, fps: int, stall_after_s: float = 3.0,
+                 port: int | None = None) -> None:
+        self.workdir, self.served = workdir, served
+        self.fps, self.stall_after_s = fps, stall_after_s
+        self.port = port
+        self.proc: subprocess.Popen[str] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> bool:
+        """Start the server on :attr:`port` (a free one the first time); True once READY."""
+        if self.port is None:
+            self.port = free_port()
+        log_path = self.workdir / f"server{self.starts}.log"
+        self.starts += 1
         with open(log_path, "w") as log:
-            proc = subprocess.Popen(
-                [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(port), "--file", str(served),
-                 "--fps", str(int(fps)), "--stall-after", str(stall_after_s)],
+            self.proc = subprocess.Popen(
+                [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--file",
+                 str(self.served), "--fps", str(int(self.fps)), "--stall-after",
+                 str(self.stall_after_s)],
                 stdout=subprocess.PIPE, stderr=log, text=True,
             )
-        url = wait_for_ready(proc, timeout=30)
-        if url is not None:
-            break
+        if wait_for_ready(self.proc, timeout=timeout) is not None:
+            return True
+        self.kill()
+        return False
+
+    def kill(self) -> None:
+        """Stop the server abruptly (SIGKILL: no RTCP BYE, clients just lose it)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
         proc.kill()
         proc.wait()
-    else:
-        pytest.fail(f"RTSP test server did not start: {log_path.read_text()[-2000:]}")
-    try:
-        yield url
-    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def terminate(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
         proc.terminate()
         try:
             proc.wait(timeout=10)
@@ -101,3 +125,22 @@ def rtsp_server(workdir: Path, served: Path, fps: int, stall_after_s: float = 3.
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@contextmanager
+def rtsp_server(workdir: Path, served: Path, fps: int, stall_after_s: float = 3.0
+                ) -> Iterator[str]:
+    """Run the server on a free 127.0.0.1 port serving ``served`` at /file; yields its URL."""
+    skip_without_gstreamer()
+    for _attempt in range(3):  # the free port may be taken between probe and bind
+        server = RtspServer(workdir, served, fps, stall_after_s)
+        if server.start():
+            break
+    else:
+        logs = sorted(workdir.glob("server*.log"))
+        tail = logs[-1].read_text()[-2000:] if logs else ""
+        pytest.fail(f"RTSP test server did not start: {tail}")
+    try:
+        yield server.url
+    finally:
+        server.terminate()

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import shared_path
-from rtsp import free_port, rtsp_server
+from rtsp import RtspServer, free_port, rtsp_server, skip_without_gstreamer
 from videos import encode_clip, find_bytes, pattern_frames, read_frame_number
 
 from cctv_sr.config import SourceConfig
 from cctv_sr.errors import SourceError
 from cctv_sr.io.container import redact_url
+from cctv_sr.io.events import OutageEnd, OutageStart
 from cctv_sr.io.source import SourceStats, VideoSource, file_sha256, is_live_url
+from cctv_sr.records import Frame
 
 FPS = 25
 N_FRAMES = 40
@@ -285,7 +287,7 @@ def test_no_decodable_frames(tmp_path: Path) -> None:
 
 def test_decode_thread_failure_reaches_the_consumer(clips: dict[str, Path],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: VideoSource, video_frame: object) -> None:
+    def broken(self: VideoSource, video_frame: object, session: object) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(VideoSource, "_handle", broken)
@@ -366,7 +368,7 @@ def rtsp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-LIVE_CFG = SourceConfig(open_timeout_s=10.0, read_timeout_s=5.0)
+LIVE_CFG = SourceConfig(open_timeout_s=10.0, read_timeout_s=5.0, max_reconnects=0)
 
 
 def test_rtsp_reads_frames(rtsp_url: str) -> None:
@@ -442,7 +444,7 @@ def test_rtsp_slow_consumer_drops_oldest(rtsp_url: str) -> None:
 
 
 def test_rtsp_silent_stream_raises_after_read_timeout(rtsp_url: str) -> None:
-    cfg = SourceConfig(open_timeout_s=10.0, read_timeout_s=1.5)
+    cfg = SourceConfig(open_timeout_s=10.0, read_timeout_s=1.5, max_reconnects=0)
     count = 0
     last = time.monotonic()
     with VideoSource(f"{rtsp_url}/stall", cfg) as source, pytest.raises(SourceError) as excinfo:
@@ -513,3 +515,113 @@ def test_rtsp_server_that_never_answers_times_out() -> None:
     assert 0.9 < elapsed < 3.0
     message = one_line_error(excinfo, "no answer within 1 s", "viewer:***@")
     assert "hunter2" not in message
+
+
+# ------------------------------------------------------------------ live: outages, watchdog
+
+def test_rtsp_reconnects_after_server_restarts(tmp_path: Path) -> None:
+    """The server is killed (no BYE) and started again on the same port, three times: the
+    source reopens each time, reports each outage, and its frame indices and pts never go
+    back; each session replays the served clip from its first frame."""
+    skip_without_gstreamer()
+    served = encode_clip(tmp_path / "served.mkv", pattern_frames(400, 320, 240), FPS, "mjpeg")
+    server = RtspServer(tmp_path, served, FPS)
+    assert server.start()
+    events: list[tuple[object, float]] = []
+    cfg = SourceConfig(open_timeout_s=5.0, read_timeout_s=2.0, reconnect_backoff_s=0.2,
+                       reconnect_max_backoff_s=0.5)
+    source = VideoSource(f"{server.url}/file", cfg, on_event=lambda e, t: events.append((e, t)))
+    frames: list[Frame] = []
+
+    def sessions() -> list[int]:  # connection numbers in order (failed attempts skip some)
+        return list(dict.fromkeys(f.session for f in frames))
+
+    def consume() -> None:
+        for frame in source:
+            frames.append(frame)
+            if len(sessions()) == 4 and sum(f.session == frame.session for f in frames) >= 10:
+                return
+
+    try:
+        source.open()
+        reader = threading.Thread(target=consume)
+        reader.start()
+        for restart in range(3):
+            deadline = time.monotonic() + 30
+            while len(sessions()) <= restart or sum(
+                    f.session == sessions()[restart] for f in frames) < 15:
+                assert time.monotonic() < deadline, f"no frames after restart {restart}"
+                time.sleep(0.05)
+            server.kill()
+            time.sleep(1.0)  # the camera is away for a second
+            assert server.start()
+        reader.join(40)
+        assert not reader.is_alive(), f"sessions seen: {sessions()}"
+    finally:
+        source.stop()
+        server.terminate()
+    kinds = [type(e).__name__ for e, _ in events]
+    assert kinds == ["OutageStart", "OutageEnd"] * 3, kinds
+    ends = [e for e, _ in events if isinstance(e, OutageEnd)]
+    assert all(e.duration_s >= 0.9 and e.frames_lost >= 5 for e in ends), ends
+    stats = source.stats
+    assert stats.reconnects == 3 and stats.frames_lost == sum(e.frames_lost for e in ends)
+    indices = [f.index for f in frames]
+    assert all(b > a for a, b in zip(indices, indices[1:]))
+    assert all(f.pts is not None for f in frames)
+    pts = [f.pts for f in frames]
+    assert all(b > a for a, b in zip(pts, pts[1:]))  # type: ignore[operator]
+    order = sessions()
+    assert len(order) == 4 and order == sorted(order)
+    for s in order:  # every session starts the clip again, in order
+        numbers = [read_frame_number(f.image) for f in frames if f.session == s]
+        assert numbers[0] <= 2 and numbers == sorted(numbers), (s, numbers[:20])
+    # the gap in stream time at each outage is about its wall-clock length
+    for prev, s, end in zip(order, order[1:], ends):
+        before = max(f.seconds for f in frames if f.session == prev)  # type: ignore[type-var]
+        after = min(f.seconds for f in frames if f.session == s)  # type: ignore[type-var]
+        assert after - before == pytest.approx(end.duration_s, abs=0.5)
+    assert source.clock.epoch is not None and source.clock.origin == "live"
+
+
+def test_watchdog_reopens_a_stalled_stream(rtsp_url: str) -> None:
+    """/stall stops sending while the session stays open; FFmpeg's read timeout is set far
+    beyond the watchdog's, so only the watchdog can notice: it abandons the session and
+    reopens the stream, which sends again."""
+    cfg = SourceConfig(open_timeout_s=5.0, read_timeout_s=60.0, stall_timeout_s=1.5,
+                       reconnect_backoff_s=0.2)
+    events: list[object] = []
+    source = VideoSource(f"{rtsp_url}/stall", cfg, on_event=lambda e, t: events.append(e))
+    started = time.monotonic()
+    sessions: list[int] = []
+    with source:
+        for frame in source:
+            sessions.append(frame.session)
+            if frame.session > 1 and sessions.count(frame.session) >= 5:
+                break
+    assert time.monotonic() - started < 20
+    assert source.stats.stalls == 1
+    starts = [e for e in events if isinstance(e, OutageStart)]
+    assert len(starts) == 1 and "stalled" in starts[0].reason
+
+
+def test_rtsp_given_up_after_max_reconnects(tmp_path: Path) -> None:
+    skip_without_gstreamer()
+    served = encode_clip(tmp_path / "served.mkv", pattern_frames(400, 320, 240), FPS, "mjpeg")
+    server = RtspServer(tmp_path, served, FPS)
+    assert server.start()
+    events: list[object] = []
+    cfg = SourceConfig(open_timeout_s=2.0, read_timeout_s=2.0, reconnect_backoff_s=0.1,
+                       reconnect_max_backoff_s=0.2, max_reconnects=3)
+    source = VideoSource(f"{server.url}/file", cfg, on_event=lambda e, t: events.append(e))
+    count = 0
+    try:
+        with source, pytest.raises(SourceError) as excinfo:
+            for _ in source:
+                count += 1
+                if count == 10:
+                    server.kill()  # and never comes back
+    finally:
+        server.terminate()
+    one_line_error(excinfo, "lost: 3 reconnect attempts in a row failed")
+    assert [type(e).__name__ for e in events] == ["OutageStart", "StreamLost"]

@@ -27,6 +27,9 @@ def add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, help="analyse every Nth frame")
     p.add_argument("--max-fps", type=float, help="analyse at most F frames per second")
     p.add_argument("--max-frames", type=int, help="stop after analysing N frames")
+    p.add_argument("--max-reconnects", type=int,
+                   help="live streams: reopen attempts in a row before a stream that dropped "
+                   "is given up (default -1: keep trying forever; 0: never reconnect)")
     p.add_argument("--top-k", type=int, help="best crops kept per track (default 5)")
     p.add_argument("--save-all-crops", action="store_true", help="keep every crop of every track")
     p.add_argument("--device", help="cpu | cuda | cuda:N for the detector, SR, embedder and "
@@ -47,7 +50,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     return with_values(
         cfg,
         source=given(("stride", args.stride), ("max_fps", args.max_fps),
-                     ("max_frames", args.max_frames)),
+                     ("max_frames", args.max_frames),
+                     ("max_reconnects", getattr(args, "max_reconnects", None))),
         detector={**given(("name", args.detector), ("model_path", args.detector_model)),
                   **device},
         sr={**given(("name", args.sr), ("model_path", args.sr_model)), **device},

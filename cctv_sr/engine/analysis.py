@@ -79,6 +79,8 @@ class _StreamState:
     fps: float
     scanner: Scanner
     last_t: float | None = None  # stream time of the last analysed frame
+    session: int | None = None  # Frame.session of the last analysed frame
+    planned_session: int | None = None  # ... of the last frame planned (plans run ahead)
 
 
 @dataclass
@@ -152,6 +154,11 @@ class Analyzer:
             st = self._state(frame.stream_id)
             ahead[frame.stream_id] = ahead.get(frame.stream_id, 0) + 1
             tracks = st.tracker.predicted(ahead[frame.stream_id])
+            if st.planned_session is not None and frame.session != st.planned_session:
+                # reopened after an outage: a fresh background, the whole frame searched
+                st.scanner = Scanner(self.cfg.scan, self.cfg.tracker.max_lost_s)
+                tracks = []
+            st.planned_session = frame.session
             plans.append(st.scanner.plan(frame.image, self._t(frame, st), tracks))
             self.stats.scan.count(plans[-1])
             if plans[-1].kind == FULL and not exhaustive:
@@ -179,8 +186,10 @@ class Analyzer:
         if went_back:
             log.warning("stream %s: time went back from %.3f s to %.3f s; its tracks end here",
                         frame.stream_id, st.last_t, t)
-        st.last_t = t
-        if plan.cut or went_back:
+        # a live stream reopened after an outage: nobody is followed across the gap
+        reconnected = st.session is not None and frame.session != st.session
+        st.last_t, st.session = t, frame.session
+        if plan.cut or went_back or reconnected:
             self._end(frame.stream_id, [tr.track_id for tr in st.tracker.finish()], frame.index)
         t0 = time.perf_counter()
         looks = describe(frame.image, dets.xyxy) if len(dets) else None

@@ -214,7 +214,7 @@ class SourceStats:
     decoded: frames the decoder produced (the next Frame.index); yielded: frames handed to the
     consumer; skipped: frames left out by stride/max_fps; dropped_live: frames of a live
     stream dropped because the consumer was slow; decode_errors: packets or reads that failed
-    and were skipped.
+    and were skipped; the rest count a live stream's outages (:mod:`cctv_sr.io.source`).
     """
 
     decoded: int = 0
@@ -222,6 +222,10 @@ class SourceStats:
     skipped: int = 0
     dropped_live: int = 0
     decode_errors: int = 0
+    reconnects: int = 0  # outages a live stream came back from
+    reconnect_attempts: int = 0
+    stalls: int = 0  # sessions the watchdog abandoned
+    frames_lost: int = 0  # frames an outage cost, from its length and the frame rate
 
 
 class RateLimitedWarning:
