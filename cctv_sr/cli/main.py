@@ -20,6 +20,7 @@ from cctv_sr.cli.eval import add_eval_parser, run_eval
 from cctv_sr.cli.export import add_export_parser, run_export
 from cctv_sr.cli.gallery import add_gallery_parser, run_gallery
 from cctv_sr.cli.models import add_models_parser, run_models
+from cctv_sr.cli.report import add_report_parser, run_report
 from cctv_sr.cli.run import add_run_parser, run_run
 from cctv_sr.cli.train import add_train_parser, run_train
 from cctv_sr.errors import CctvSrError, ContractError
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)
     add_train_parser(sub)
     add_export_parser(sub)
+    add_report_parser(sub)
     add_demo_parser(sub)
     return parser
 
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_train(args)
         if args.command == "export":
             return run_export(args)
+        if args.command == "report":
+            return run_report(args)
         if args.command == "demo":
             return run_demo(args)
         return run_models(args)
