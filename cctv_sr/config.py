@@ -246,6 +246,21 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """Watchlist alerts (``[alerts]``; identity/alerts.py): each goes to events.jsonl and,
+    with ``webhook`` set (``--alert-webhook URL``), is POSTed there as JSON."""
+
+    webhook: str = ""  # http(s) URL; empty: events.jsonl only
+    timeout_s: float = 5.0  # per POST attempt
+    # tries per alert (connection errors, timeouts, 5xx, 429), waiting backoff_max_s at most
+    # between two: the defaults ride out a receiver that is down for about two minutes
+    attempts: int = 10
+    backoff_max_s: float = 30.0
+    close_timeout_s: float = 10.0  # at the end of a run, alerts still queued get this long
+    min_gain: float = 0.02  # an open track's alert is updated when its score rises this much
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Threads of the pipeline (docs/ARCHITECTURE.md, "Threads and messages")."""
 
@@ -268,6 +283,7 @@ class RunConfig:
     match: MatchConfig = field(default_factory=MatchConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 

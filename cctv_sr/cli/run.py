@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from cctv_sr import EVIDENCE_NOTE
 from cctv_sr.cli.settings import add_settings, run_config
+from cctv_sr.identity.sink import MatchedTrack
+
+#: exit status of a run whose file ended before its container said it would
+EXIT_TRUNCATED = 3
 
 
 def add_run_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +32,9 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.add_argument("--gallery", type=Path, help="gallery.db: match every track against it")
+    p.add_argument("--alert-webhook", metavar="URL",
+                   help="POST each watchlist alert (the events.jsonl line, as JSON) to URL as it "
+                   "happens; retried with backoff, never blocking the run")
     p.add_argument("--match-fpir", type=float,
                    help="share of strangers a run may name (default 0.01); sets the threshold "
                    "from the gallery's size and the embedder's calibration")
@@ -63,14 +71,45 @@ def run_run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {
         "outdir": str(result.outdir), "status": result.status,
         "frames_decoded": result.frames_decoded, "frames_analysed": result.frames_analysed,
-        "faces": result.faces, "tracks": result.tracks, "wall_s": round(result.wall_s, 3)}
+        "faces": result.faces, "tracks": result.tracks, "wall_s": round(result.wall_s, 3),
+        "matched": [asdict(m) for m in result.matched],
+        "report": None if result.report is None else str(result.report)}
+    # --quiet silences progress, never the result: who was matched, where and when
     if args.json:
         print(json.dumps(summary))
-    elif not args.quiet:
+    else:
         print(f"{result.status}: {result.frames_analysed} frames analysed "
               f"({result.frames_decoded} decoded), {result.faces} faces, {result.tracks} tracks "
               f"-> {result.outdir}")
+        if cfg.match.gallery:
+            for line in matched_lines(result.matched) or ["matched: no one on the watchlist"]:
+                print(line)
+        if result.report is not None:
+            print(f"report: {result.report}")
         print(f"note: {EVIDENCE_NOTE}")
     if result.status == "interrupted":
         return 130
+    if result.status == "truncated":
+        return EXIT_TRUNCATED
     return 0
+
+
+def matched_lines(matched: tuple[MatchedTrack, ...]) -> list[str]:
+    """One line per person named: the tracks and times they were seen in."""
+    by_person: dict[str, list[MatchedTrack]] = {}
+    for m in matched:
+        by_person.setdefault(m.person, []).append(m)
+    lines = []
+    for person, tracks in sorted(by_person.items()):
+        seen = ", ".join(
+            f"{m.stream} t{m.track_id} {_clock(m.first_seconds)}-{_clock(m.last_seconds)}"
+            + (f" ({m.first_utc})" if m.first_utc else "") for m in tracks)
+        lines.append(f"matched {person}: {seen}")
+    return lines
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, rest = divmod(max(seconds, 0.0), 60.0)
+    return f"{int(minutes)}:{rest:04.1f}"

@@ -59,6 +59,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         embedder=device,
         head=device,
         output=given(("top_k", args.top_k), ("save_all_crops", args.save_all_crops)),
+        alerts=given(("webhook", getattr(args, "alert_webhook", None))),
         match=given(("gallery", str(getattr(args, "gallery", None) or "")),
                     ("threshold", getattr(args, "match_threshold", None)),
                     ("fpir", getattr(args, "match_fpir", None))),

@@ -15,15 +15,18 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cctv_sr.alerts import WebhookConfig, WebhookSender
 from cctv_sr.config import RunConfig
 from cctv_sr.detect import create_detector
 from cctv_sr.engine.pipeline import FaceSink, Pipeline, PipelineStats
 from cctv_sr.engine.progress import RunProgress
 from cctv_sr.engine.streams import StreamRouter
-from cctv_sr.errors import OutputError
+from cctv_sr.errors import CctvSrError, OutputError
 from cctv_sr.face.faceness import OnetFaceness
+from cctv_sr.identity.alerts import TrackAlerts
 from cctv_sr.identity.setup import open_identity
-from cctv_sr.identity.sink import IdentityWriter, MatchCounts
+from cctv_sr.identity.sink import IdentityWriter, MatchCounts, MatchedTrack
+from cctv_sr.io.events import EventLog
 from cctv_sr.io.outdir import OutputWriter, WriteCounts, write_json_atomic
 from cctv_sr.io.run_record import (
     InputRecord,
@@ -48,7 +51,7 @@ class RunResult:
     """What a finished run reports (run.json holds the same and more)."""
 
     outdir: Path
-    status: str  # complete | stopped | interrupted | failed
+    status: str  # complete | truncated | stopped | interrupted | failed
     frames_decoded: int
     frames_analysed: int
     faces: int
@@ -57,6 +60,8 @@ class RunResult:
     stats: PipelineStats  # per-stage counters and times (``bench`` reads these)
     source_stats: SourceStats
     write_counts: WriteCounts
+    report: Path | None = None  # report.html, when it could be written
+    matched: tuple[MatchedTrack, ...] = ()  # tracks a gallery person was named in
 
 
 class _Hasher(threading.Thread):
@@ -90,6 +95,10 @@ def _open_sources(inputs: list[str], cfg: RunConfig, names: list[str]
     return merged, merged.open()
 
 
+def _each(source: VideoSource | MergedSource) -> list[VideoSource]:
+    return source.sources if isinstance(source, MergedSource) else [source]
+
+
 def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
                stream_ids: list[str] | None = None, overwrite: bool = False,
                quiet: bool = False) -> RunResult:
@@ -116,20 +125,28 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
         quality_faceness = OnetFaceness(device=cfg.detector.device)
         extra = [(create_detector(cfg.detector), OnetFaceness(device=cfg.detector.device))
                  for _ in range(analysis_workers(cfg, len(inputs)) - 1)]
+        clocks = {s.stream_id: s.clock for s in _each(source)}
         for n in names:  # models first: a model that fails to load leaves no OUTDIR behind
             writers[n] = OutputWriter(Path(outdir) / n if multi else Path(outdir), cfg.output,
-                                      overwrite=overwrite)
+                                      overwrite=overwrite, clock=clocks[n])
+        events = EventLog(Path(outdir))
     except BaseException:
         source.stop()
         for w in writers.values():
             w.close()
         raise
+    for one in _each(source):  # outages go to events.jsonl as they happen
+        one.on_event = events.emit
+    webhook = _start_webhook(cfg, events)
     embedder, faceness, head = None, None, None
     identities: dict[str, IdentityWriter] = {}
     if identity_setup is not None:
         embedder, faceness = identity_setup.embedder, identity_setup.faceness
         head = identity_setup.head
         identities = {n: identity_setup.writer_for(w) for n, w in writers.items()}
+        for n, identity in identities.items():
+            identity.alerts = TrackAlerts(events, writers[n].outdir, writers[n].clock,
+                                          cfg.alerts.min_gain)
     groups: dict[str, list[FaceSink]] = {
         n: [w, *([identities[n]] if n in identities else [])] for n, w in writers.items()}
     sinks: list[FaceSink] = [StreamRouter(groups)] if multi else groups[names[0]]
@@ -172,25 +189,72 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
     finally:
         progress.close()
         source.stop()
-        for w in writers.values():
-            w.close()
-        for identity in identities.values():
-            identity.close()
+        error = _close_outputs([*writers.values(), *identities.values(), events], error)
+        if error is not None:
+            status = "failed"
         if identities:
             record.matching = _summed(MatchCounts, [i.counts for i in identities.values()])
-        for rec, n in zip(inputs_rec, names):
+        for rec, n, one in zip(inputs_rec, names, _each(source)):
             if n in hashers:
                 hashers[n].join()
                 rec.sha256 = hashers[n].digest
+            rec.utc_origin = one.clock.origin
+            if one.truncation is not None:
+                rec.frames_expected = one.truncation.expected
+                rec.truncated = True
+                if status == "complete":
+                    status = "truncated"
         written = _summed(WriteCounts, [w.counts for w in writers.values()])
         if multi:
             record.streams = {n: StreamRecord(n, {**asdict(w.counts)})
                               for n, w in writers.items()}
+        record.events = events.counts
+        if webhook is not None:
+            record.webhook = webhook.close()
         _finish(record, stats, source.stats, written, status, error, time.perf_counter() - t0)
         write_json_atomic(run_json, record.to_json())
+        report = _write_report(Path(outdir))
     a = stats.analysis
+    if error is not None:  # the outputs could not be finished (a full disk, say)
+        raise OutputError(error)
     return RunResult(Path(outdir), status, source.stats.decoded, a.frames, written.faces,
-                     written.tracks, stats.times.wall_s, stats, source.stats, written)
+                     written.tracks, stats.times.wall_s, stats, source.stats, written, report,
+                     tuple(m for i in identities.values() for m in i.matched))
+
+
+def _close_outputs(parts: list[Any], error: str | None) -> str | None:
+    """Close every output (each one even when another fails); the first failure's message
+    when nothing failed before."""
+    for part in parts:
+        try:
+            part.close()
+        except CctvSrError as exc:
+            log.error("%s", exc)
+            error = error or str(exc)
+    return error
+
+
+def _start_webhook(cfg: RunConfig, events: EventLog) -> WebhookSender | None:
+    if not cfg.alerts.webhook:
+        return None
+    a = cfg.alerts
+    sender = WebhookSender(WebhookConfig(a.webhook, timeout_s=a.timeout_s, attempts=a.attempts,
+                                         backoff_max_s=a.backoff_max_s,
+                                         close_timeout_s=a.close_timeout_s))
+    sender.start()
+    events.listen(sender.send)
+    return sender
+
+
+def _write_report(outdir: Path) -> Path | None:
+    """report.html from what the run wrote; a failure here never fails the run."""
+    from cctv_sr.report import write_report
+
+    try:
+        return write_report(outdir)
+    except CctvSrError as exc:
+        log.warning("report.html not written: %s", exc)
+        return None
 
 
 def analysis_workers(cfg: RunConfig, inputs: int) -> int:
@@ -211,7 +275,9 @@ def _finish(record: RunRecord, stats: PipelineStats, s: SourceStats, w: WriteCou
     record.status, record.error, record.finished_at = status, error, now_utc()
     record.counts = RunCounts(
         frames_decoded=s.decoded, frames_analysed=a.frames, frames_skipped=s.skipped,
-        frames_dropped_live=s.dropped_live, decode_errors=s.decode_errors, detections=a.faces,
+        frames_dropped_live=s.dropped_live, decode_errors=s.decode_errors,
+        reconnects=s.reconnects, reconnect_attempts=s.reconnect_attempts, stalls=s.stalls,
+        frames_lost=s.frames_lost, detections=a.faces,
         sr_faces=stats.sr_faces, embedded_faces=stats.embedded_faces,
         head_faces=stats.accelerator.head_faces, faces=w.faces,
         faces_untracked=w.faces_untracked, tracks=w.tracks, crops_written=w.crops_written,

@@ -24,6 +24,7 @@ from cctv_sr import EVIDENCE_NOTE
 from cctv_sr.config import GateConfig
 from cctv_sr.errors import OutputError
 from cctv_sr.face.draw import MATCH_BGR, NO_MATCH_BGR, panel, side_by_side
+from cctv_sr.identity.alerts import TrackAlerts, TrackSpan
 from cctv_sr.identity.gate import FaceEvidence, TrackGate, gate_track
 from cctv_sr.identity.match import (
     DecisionRule,
@@ -61,6 +62,19 @@ class MatchCounts:
 
 
 @dataclass(frozen=True)
+class MatchedTrack:
+    """A track the run named someone in (for the end-of-run summary)."""
+
+    person: str
+    stream: str
+    track_id: int
+    score: float
+    first_seconds: float | None
+    last_seconds: float | None
+    first_utc: str | None
+
+
+@dataclass(frozen=True)
 class GalleryView:
     """What matching needs from a gallery: names, templates, and a photo per name."""
 
@@ -88,6 +102,9 @@ class IdentityWriter:
         self._tracks: dict[tuple[str, int], TrackEmbeddings] = {}
         self._evidence: dict[tuple[str, int], list[FaceEvidence]] = {}
         self._best: dict[tuple[str, int], EnhancedFace] = {}  # best-quality saved crop
+        self._span: dict[tuple[str, int], tuple[float | None, float | None]] = {}
+        self.alerts: TrackAlerts | None = None  # set by the run: alerts as tracks go
+        self.matched: list[MatchedTrack] = []
         path = writer.outdir / "matches.jsonl"
         try:
             self._file: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115
@@ -121,6 +138,20 @@ class IdentityWriter:
                 vectors.frames)
         self._evidence.setdefault(key, []).append(
             FaceEvidence(face.face_id, face.quality, vectors.faceness))
+        first, last = self._span.get(key, (face.seconds, face.seconds))
+        if face.seconds is not None:
+            first = face.seconds if first is None else min(first, face.seconds)
+            last = face.seconds if last is None else max(last, face.seconds)
+        self._span[key] = (first, last)
+        if self.alerts is not None:  # the open track's decision so far: an alert now?
+            t0 = time.perf_counter()
+            result, gate, _ = self._decide(acc, self._evidence[key])
+            best = self._best.get(key)
+            crops = () if best is None else (
+                self.writer.crop_ref(face.stream_id, face.track_id, best.face.face_id),)
+            self.alerts.consider(TrackSpan(face.stream_id, face.track_id, first, last,
+                                           gate.n_usable, crops), result, final=False)
+            self.write_s += time.perf_counter() - t0
 
     def end_track(self, end: TrackEnd) -> None:
         s = end.summary
@@ -128,33 +159,27 @@ class IdentityWriter:
         acc = self._tracks.pop(key, None)
         evidence = self._evidence.pop(key, [])
         best = self._best.pop(key, None)
+        self._span.pop(key, None)
         if end.discarded or acc is None:
+            if self.alerts is not None:
+                self.alerts.consider(TrackSpan(s.stream_id, s.track_id, s.first_seconds,
+                                               s.last_seconds, 0, ()), None, final=True)
             return
         t0 = time.perf_counter()
-        gate = gate_track(evidence, self.gate)
-        chosen = None
-        if gate.matchable:  # the decision rests on the usable faces, at their evidence's bar
-            usable = set(gate.usable_ids)  # the largest of them sets the size's thresholds
-            size = max(f.quality.size_px for f in evidence if f.face_id in usable)
-            chosen = self.rule.choose(gate.far_factor, size)
-            if chosen is not None and chosen.beyond_calibration and not self._warned_clamp:
-                self._warned_clamp = True
-                log.warning("a track resting on %d faces needs a per-pair FAR of %.1e, finer "
-                            "than the embedder's calibration: its threshold is the finest "
-                            "calibrated one, so short tracks get no stricter bar than long "
-                            "ones here", gate.n_usable, chosen.pair_far)
-            result = match_track(acc.subset(gate.usable_ids), self.gallery.names,
-                                 self.gallery.templates, self.rule.thresholds_for(size),
-                                 self.top_k, self.rule.threshold(gate.far_factor, size))
-        else:  # scored for the record on every face, but never named
-            result = match_track(acc, self.gallery.names, self.gallery.templates,
-                                 self.rule.thresholds, self.top_k, self.rule.threshold())
-            if result is not None:
-                result = replace(result, decision=None, decision_lr=None, decision_sr=None,
-                                 decision_head=None, reason=f"not matchable: {gate.reason}")
+        result, gate, chosen = self._decide(acc, evidence)
+        alert = None
+        if self.alerts is not None:
+            kept = tuple(self.writer.crop_ref(s.stream_id, s.track_id, f) for f in end.kept)
+            alert = self.alerts.consider(TrackSpan(s.stream_id, s.track_id, s.first_seconds,
+                                                   s.last_seconds, gate.n_usable, kept),
+                                         result, final=True)
         if result is None:
             return
         self._count(result, gate)
+        if result.decision is not None:
+            self.matched.append(MatchedTrack(
+                result.decision, s.stream_id, s.track_id, round(result.combined[0].score, 4),
+                s.first_seconds, s.last_seconds, self.writer.clock.utc(s.first_seconds)))
         picture = self._side_by_side(end, result, best, gate)
         line = MatchLine(
             stream=s.stream_id,
@@ -180,10 +205,42 @@ class IdentityWriter:
             embedder=self.embedder,
             head=self.head if result.head else None,
             notice=EVIDENCE_NOTE,
+            first_utc=self.writer.clock.utc(s.first_seconds),
+            last_utc=self.writer.clock.utc(s.last_seconds),
+            alert_event=alert,
         )
-        self._file.write(to_line(line))
-        self._file.flush()
+        try:
+            self._file.write(to_line(line))
+            self._file.flush()
+        except OSError as exc:
+            raise OutputError(f"{self._file.name}: cannot write: {exc.strerror or exc}") from None
         self.write_s += time.perf_counter() - t0
+
+    def _decide(self, acc: TrackEmbeddings, evidence: list[FaceEvidence]
+                ) -> tuple[TrackMatch | None, TrackGate, WatchlistThreshold | None]:
+        """The track's decision on its evidence so far (gate, then the rule's threshold)."""
+        gate = gate_track(evidence, self.gate)
+        chosen = None
+        if gate.matchable:  # the decision rests on the usable faces, at their evidence's bar
+            usable = set(gate.usable_ids)  # the largest of them sets the size's thresholds
+            size = max(f.quality.size_px for f in evidence if f.face_id in usable)
+            chosen = self.rule.choose(gate.far_factor, size)
+            if chosen is not None and chosen.beyond_calibration and not self._warned_clamp:
+                self._warned_clamp = True
+                log.warning("a track resting on %d faces needs a per-pair FAR of %.1e, finer "
+                            "than the embedder's calibration: its threshold is the finest "
+                            "calibrated one, so short tracks get no stricter bar than long "
+                            "ones here", gate.n_usable, chosen.pair_far)
+            result = match_track(acc.subset(gate.usable_ids), self.gallery.names,
+                                 self.gallery.templates, self.rule.thresholds_for(size),
+                                 self.top_k, self.rule.threshold(gate.far_factor, size))
+        else:  # scored for the record on every face, but never named
+            result = match_track(acc, self.gallery.names, self.gallery.templates,
+                                 self.rule.thresholds, self.top_k, self.rule.threshold())
+            if result is not None:
+                result = replace(result, decision=None, decision_lr=None, decision_sr=None,
+                                 decision_head=None, reason=f"not matchable: {gate.reason}")
+        return result, gate, chosen
 
     def _count(self, r: TrackMatch, gate: TrackGate) -> None:
         c = self.counts

@@ -74,7 +74,7 @@ class StreamLost:
 class AlertCandidate:
     name: str
     score: float  # the combined score the decision used
-    lr: float  # the embedder on the LR crops
+    lr: float | None  # the embedder on the LR crops
     sr: float | None  # the embedder on the enhanced crops
     head: float | None  # the LR identity head
 
@@ -105,7 +105,19 @@ class AlertEvent:
     event: str = "alert"
 
 
-Event = OutageStart | OutageEnd | StreamLost | AlertEvent
+@dataclass(frozen=True)
+class AlertWithdrawn:
+    """A track's final decision names no one, after an alert that named ``person``."""
+
+    stream: str
+    track_id: int
+    person: str
+    replaces: str  # event_id of the alert withdrawn
+    reason: str
+    event: str = "alert_withdrawn"
+
+
+Event = OutageStart | OutageEnd | StreamLost | AlertEvent | AlertWithdrawn
 Listener = Callable[[dict[str, Any]], None]
 
 
@@ -117,6 +129,7 @@ class EventCounts:
     streams_lost: int = 0
     alerts: int = 0
     alert_updates: int = 0
+    alerts_withdrawn: int = 0
 
 
 class EventLog:
@@ -134,7 +147,8 @@ class EventLog:
             raise OutputError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
 
     def listen(self, listener: Listener) -> None:
-        """Call ``listener(line)`` with each alert line after it is written."""
+        """Call ``listener(line)`` with each alert (and withdrawal) line after it is
+        written."""
         self._listeners.append(listener)
 
     def emit(self, event: Event, utc: float) -> str:
@@ -155,7 +169,7 @@ class EventLog:
                 self._file.flush()
             except OSError as exc:
                 raise OutputError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
-        if isinstance(event, AlertEvent):
+        if isinstance(event, (AlertEvent, AlertWithdrawn)):
             for listener in self._listeners:
                 try:
                     listener(line)
@@ -172,6 +186,8 @@ class EventLog:
             c.frames_lost += event.frames_lost
         elif isinstance(event, StreamLost):
             c.streams_lost += 1
+        elif isinstance(event, AlertWithdrawn):
+            c.alerts_withdrawn += 1
         elif event.update:
             c.alert_updates += 1
         else:

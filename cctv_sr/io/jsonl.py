@@ -38,12 +38,15 @@ class OrderedJsonl:
     def release(self, before: int | None) -> None:
         """Write every held line with a frame below ``before`` (None: every held line)."""
         wrote = False
-        while self._heap and (before is None or self._heap[0][0] < before):
-            _, _, _, line = heapq.heappop(self._heap)
-            self._file.write(line)
-            wrote = True
-        if wrote:
-            self._file.flush()
+        try:
+            while self._heap and (before is None or self._heap[0][0] < before):
+                _, _, _, line = heapq.heappop(self._heap)
+                self._file.write(line)
+                wrote = True
+            if wrote:
+                self._file.flush()
+        except OSError as exc:  # a full disk: one error line, not a traceback
+            raise OutputError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         """Write what is still held, then close."""
@@ -51,4 +54,7 @@ class OrderedJsonl:
             try:
                 self.release(None)
             finally:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError:  # the write error above already says what went wrong
+                    pass

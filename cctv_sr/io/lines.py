@@ -65,7 +65,8 @@ class FaceLine:
     frame: int
     pts: int | None
     time_base: str
-    seconds: float | None
+    seconds: float | None  # stream time from the stream's first frame (a player's 0:00)
+    utc: str | None  # wall-clock time (live: as received; files: creation_time + seconds)
     det: int
     face_id: str | None
     box: list[float]
@@ -77,13 +78,15 @@ class FaceLine:
     detected: bool  # false: carried by its track between detections (landmarks predicted)
 
     @classmethod
-    def of(cls, row: FaceRow, crop: CropRef | None, tracked: bool = True) -> FaceLine:
+    def of(cls, row: FaceRow, crop: CropRef | None, tracked: bool = True,
+           utc: str | None = None) -> FaceLine:
         return cls(
             stream=row.stream_id,
             frame=row.frame_index,
             pts=row.pts,
             time_base=str(row.time_base),
             seconds=None if row.seconds is None else round(row.seconds, 6),
+            utc=utc,
             det=row.det_index,
             face_id=row.face_id if tracked else None,
             box=rounded(row.xyxy),
@@ -112,12 +115,15 @@ class TrackLine:
     best_crops: tuple[CropRef, ...]
     folder: str
     n_carried: int  # rows carried between detections (faces.jsonl ``detected: false``)
+    first_utc: str | None = None
+    last_utc: str | None = None
 
     @classmethod
-    def of(cls, s: TrackSummary, best: tuple[CropRef, ...], folder: str) -> TrackLine:
+    def of(cls, s: TrackSummary, best: tuple[CropRef, ...], folder: str,
+           utc: tuple[str | None, str | None] = (None, None)) -> TrackLine:
         return cls(s.stream_id, s.track_id, s.first_frame, s.last_frame, s.first_seconds,
                    s.last_seconds, s.n_faces, s.best_frame, round(s.best_quality, 4), best,
-                   folder, s.n_carried)
+                   folder, s.n_carried, *utc)
 
 
 @dataclass(frozen=True)
@@ -186,3 +192,6 @@ class MatchLine:
     embedder: EmbedderRef
     head: HeadRef | None  # None: no LR identity head ran
     notice: str
+    first_utc: str | None = None
+    last_utc: str | None = None
+    alert_event: str | None = None  # events.jsonl event_id of the alert this track raised

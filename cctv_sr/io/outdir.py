@@ -32,6 +32,7 @@ from cctv_sr.config import OutputConfig
 from cctv_sr.errors import OutputError
 from cctv_sr.io.jsonl import OrderedJsonl
 from cctv_sr.io.lines import CropRef, FaceLine, TrackLine, to_line
+from cctv_sr.io.live import StreamClock
 from cctv_sr.records import (
     EnhancedFace,
     FaceRow,
@@ -43,7 +44,8 @@ from cctv_sr.records import (
 
 log = logging.getLogger(__name__)
 
-_RESULT_FILES = ("run.json", "faces.jsonl", "tracks.jsonl", "NOTICE.txt")
+_RESULT_FILES = ("run.json", "faces.jsonl", "tracks.jsonl", "NOTICE.txt", "events.jsonl",
+                 "matches.jsonl", "report.html", "annotated.mp4")
 
 
 @dataclass
@@ -55,18 +57,54 @@ class WriteCounts:
     crops_removed: int = 0
 
 
+_JSON_SLACK = 4096  # bytes of trailing whitespace run.json keeps for its last rewrite
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` with ``data`` as JSON: a temporary file renamed over it, so readers
+    never see half a file. On a full disk, where the copy cannot be written, the file is
+    rewritten in place instead, in blocks it already owns: it ends in up to 4 KiB of
+    whitespace (valid JSON) so that the final ``failed`` record still fits. The temporary file
+    never outlives a failure. Raises OutputError (one line) when neither works."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    body = text.encode("utf-8")
+    body += b" " * (_JSON_SLACK - len(body) % _JSON_SLACK) + b"\n"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(body)
+        os.replace(tmp, path)
+        return
+    except OSError as exc:
+        first = exc
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            log.debug("could not remove %s", tmp, exc_info=True)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    if len(text.encode("utf-8")) + 1 > size:
+        raise OutputError(f"{path}: cannot write: {first.strerror or first}") from None
+    try:  # in place, within the file's own size: the text, then blanks to the old length
+        with open(path, "r+b") as handle:
+            handle.write(text.encode("utf-8").rstrip(b"\n") + b"\n")
+            handle.write(b" " * (size - handle.tell() - 1) + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    log.warning("%s: rewritten in place (%s)", path, first.strerror or first)
 
 
 class OutputWriter:
     """Owns OUTDIR; used from the writer thread only (``write_run_json`` from any one thread)."""
 
-    def __init__(self, outdir: Path, cfg: OutputConfig, overwrite: bool = False) -> None:
+    def __init__(self, outdir: Path, cfg: OutputConfig, overwrite: bool = False,
+                 clock: StreamClock | None = None) -> None:
         self.outdir = Path(outdir)
         self.cfg = cfg
+        self.clock = clock if clock is not None else StreamClock()  # stream seconds -> UTC
         self.counts = WriteCounts()
         self.write_s = 0.0
         try:
@@ -85,7 +123,10 @@ class OutputWriter:
             for name in existing:
                 (self.outdir / name).unlink()
             shutil.rmtree(self.outdir / "tracks", ignore_errors=True)
-        (self.outdir / "NOTICE.txt").write_text(EVIDENCE_NOTE + "\n", encoding="utf-8")
+        try:
+            (self.outdir / "NOTICE.txt").write_text(EVIDENCE_NOTE + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"{self.outdir}: cannot write: {exc.strerror or exc}") from None
         self._faces = OrderedJsonl(self.outdir / "faces.jsonl")
         self._tracks = OrderedJsonl(self.outdir / "tracks.jsonl")
         self._final_before: dict[str, int | None] = {}
@@ -123,7 +164,10 @@ class OutputWriter:
         t0 = time.perf_counter()
         face = enhanced.face
         lr_path, sr_path = self.crop_paths(face.stream_id, face.track_id, face.face_id)
-        lr_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lr_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{lr_path.parent}: cannot create: {exc.strerror or exc}") from None
         for path, image in ((lr_path, face.crop), (sr_path, enhanced.sr)):
             if not cv2.imwrite(str(path), image):
                 raise OutputError(f"{path}: could not write image")
@@ -135,7 +179,7 @@ class OutputWriter:
         self.write_s += time.perf_counter() - t0
 
     def _add_face(self, row: FaceRow, crop: CropRef | None, tracked: bool) -> None:
-        line = to_line(FaceLine.of(row, crop, tracked))
+        line = to_line(FaceLine.of(row, crop, tracked, self.clock.utc(row.seconds)))
         self._faces.add(row.frame_index, row.det_index, line)
         self.counts.faces += 1
 
@@ -160,7 +204,8 @@ class OutputWriter:
                 crop = self.crop_ref(s.stream_id, s.track_id, row.face_id)
             self._add_face(row, crop, tracked=True)
         best = tuple(self.crop_ref(s.stream_id, s.track_id, f) for f in end.kept)
-        line = TrackLine.of(s, best, self.rel(self.track_dir(s.stream_id, s.track_id)))
+        line = TrackLine.of(s, best, self.rel(self.track_dir(s.stream_id, s.track_id)),
+                            (self.clock.utc(s.first_seconds), self.clock.utc(s.last_seconds)))
         self._tracks.add(s.first_frame, s.track_id, to_line(line))
         self.counts.tracks += 1
         self.write_s += time.perf_counter() - t0

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from cctv_sr import EVIDENCE_NOTE, __version__
+from cctv_sr.alerts import WebhookCounts
 from cctv_sr.config import RunConfig
 from cctv_sr.identity.sink import MatchCounts
 from cctv_sr.io.container import SourceInfo
+from cctv_sr.io.events import EventCounts
 from cctv_sr.io.lines import EmbedderRef
 from cctv_sr.models.resolve import sha256_file
 from cctv_sr.records import StageTimes
@@ -56,6 +58,11 @@ class InputRecord:
     frame_count: int | None
     sha256: str | None = None
     stream: str = "cam0"  # the stream id its records carry
+    # where its records' utc comes from: live (wall time of its first frame), creation_time
+    # (the file's container metadata) or none
+    utc_origin: str = "none"
+    frames_expected: int | None = None  # set when the file ended early (truncated)
+    truncated: bool = False
 
     @classmethod
     def of(cls, info: SourceInfo, stream: str = "cam0") -> InputRecord:
@@ -118,6 +125,10 @@ class RunCounts:
     frames_skipped: int = 0
     frames_dropped_live: int = 0
     decode_errors: int = 0
+    reconnects: int = 0  # live outages the stream came back from (events.jsonl has each)
+    reconnect_attempts: int = 0
+    stalls: int = 0  # sessions the watchdog gave up on (source.stall_timeout_s)
+    frames_lost: int = 0  # frames the outages cost (their length times the frame rate)
     detections: int = 0
     sr_faces: int = 0
     embedded_faces: int = 0
@@ -148,8 +159,8 @@ class RunTiming(StageTimes):
 
 @dataclass
 class RunRecord:
-    """Everything run.json holds. ``status``: running | complete | stopped | interrupted |
-    failed."""
+    """Everything run.json holds. ``status``: running | complete | truncated (a file ended
+    before its container said it would) | stopped | interrupted | failed."""
 
     input: InputRecord  # the first input (of ``inputs``)
     settings: RunConfig
@@ -167,6 +178,8 @@ class RunRecord:
     timing: RunTiming = field(default_factory=RunTiming)
     inputs: list[InputRecord] = field(default_factory=list)  # every input, in stream order
     streams: dict[str, StreamRecord] | None = None  # several inputs: per stream
+    events: EventCounts = field(default_factory=EventCounts)  # what events.jsonl holds
+    webhook: WebhookCounts | None = None  # --alert-webhook deliveries
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -176,5 +189,5 @@ class RunRecord:
                 timing[key] = round(value, 4)
         order = ("tool", "status", "notice", "started_at", "input", "inputs", "settings",
                  "models", "gallery", "versions", "matching", "error", "finished_at", "counts",
-                 "streams", "timing")
+                 "events", "webhook", "streams", "timing")
         return {key: data[key] for key in order}

@@ -97,7 +97,7 @@ class _Stopped(Exception):
     """Raised inside the decode thread when stop() interrupts a blocking put."""
 
 
-EventSink = Callable[[Event, float], None]  # (event, wall time) -> None
+EventSink = Callable[[Event, float], object]  # (event, wall time) -> anything
 
 
 @dataclass(frozen=True)
