@@ -240,6 +240,37 @@ def test_truncated_file_yields_a_prefix(tmp_path: Path, name: str, codec: str,
     assert numbers[-1] - len(numbers) <= 2
     assert [f.index for f in frames] == list(range(len(frames)))
     assert source.stats.decoded == len(frames)
+    # the container said more: a truncated file, not a complete one (avi states no count)
+    t = source.truncation
+    if name.endswith(".avi") and t is None:
+        return
+    assert t is not None and t.decoded == len(frames) and t.expected >= 58, t
+
+
+def test_complete_file_is_not_truncated(tmp_path: Path) -> None:
+    for name, codec in (("whole.mp4", "libx264"), ("whole.mkv", "mjpeg")):
+        clip = encode_clip(tmp_path / name, pattern_frames(30, W, H), FPS, codec)
+        with VideoSource(clip) as source:
+            assert len(list(source)) == 30
+        assert source.truncation is None, name
+        assert source.clock.epoch is None  # our clips state no creation_time
+
+
+def test_file_time_starts_at_its_first_frame_and_utc_from_creation_time(tmp_path: Path
+                                                                        ) -> None:
+    """An MPEG-TS file starts at pts 1.4 s: seconds still count from 0 (a player's 0:00);
+    creation_time in the container gives the frames a wall-clock time."""
+    clip = encode_clip(tmp_path / "c.mkv", pattern_frames(10, W, H), FPS, "mjpeg",
+                       metadata={"creation_time": "2026-11-30T08:15:00.000000Z"})
+    with VideoSource(clip) as source:
+        frames = list(source)
+    assert frames[0].seconds == 0.0
+    assert source.clock.origin == "creation_time"
+    assert source.clock.utc(frames[1].seconds) == "2026-11-30T08:15:00.040Z"
+    ts = encode_clip(tmp_path / "c.ts", pattern_frames(10, W, H), FPS, "mpeg4")
+    with VideoSource(ts) as source:
+        first = next(iter(source))
+    assert first.seconds == 0.0
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,7 @@ def encode_clip(
     pix_fmt: str | None = None,
     codec_options: Mapping[str, str] | None = None,
     container_options: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Encode BGR uint8 ``frames`` to ``path`` and return ``path``.
 
@@ -80,6 +81,7 @@ def encode_clip(
     path = Path(path)
     rate = Fraction(str(fps)).limit_denominator(100000)
     with av.open(str(path), "w", options=dict(container_options or {})) as container:
+        container.metadata.update(dict(metadata or {}))  # e.g. creation_time
         stream = container.add_stream(codec, rate=rate)
         stream.pix_fmt = pix_fmt or DEFAULT_PIX_FMT.get(codec, "yuv420p")
         stream.time_base = 1 / rate

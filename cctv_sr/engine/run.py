@@ -229,8 +229,10 @@ def _close_outputs(parts: list[Any], error: str | None) -> str | None:
         try:
             part.close()
         except CctvSrError as exc:
-            log.error("%s", exc)
-            error = error or str(exc)
+            if error is None:
+                error = str(exc)  # the run's one error line
+            else:
+                log.warning("also: %s", exc)
     return error
 
 

@@ -97,6 +97,15 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     log.warning("%s: rewritten in place (%s)", path, first.strerror or first)
 
 
+def _why(path: Path) -> str:
+    """What a failed image write most likely means (OpenCV gives no reason)."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return ""
+    return f" (No space left on device: {free} bytes free)" if free < (1 << 20) else ""
+
+
 class OutputWriter:
     """Owns OUTDIR; used from the writer thread only (``write_run_json`` from any one thread)."""
 
@@ -170,7 +179,7 @@ class OutputWriter:
             raise OutputError(f"{lr_path.parent}: cannot create: {exc.strerror or exc}") from None
         for path, image in ((lr_path, face.crop), (sr_path, enhanced.sr)):
             if not cv2.imwrite(str(path), image):
-                raise OutputError(f"{path}: could not write image")
+                raise OutputError(f"{path}: could not write image{_why(path)}")
         self.counts.crops_written += 1
         for face_id in evict:
             for path in self.crop_paths(face.stream_id, face.track_id, face_id):
