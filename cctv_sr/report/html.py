@@ -45,6 +45,7 @@ from cctv_sr.report.timeline import (
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 500  # events listed in the table (all of them are ticks on the timelines)
+SHORT_FIELD = 60  # event fields longer than this are folded under their names
 _STATUS_TEXT = {
     "complete": "The run finished; these are all its results.",
     "running": "run.json still says running: the run is in progress, or it was killed before "
@@ -157,13 +158,25 @@ def _numbers(r: RunReport) -> str:
     return out
 
 
+def _event_details(e: Event) -> str:
+    """The short fields inline; long ones (an alert's candidates, best crops, the notice)
+    folded under their names, so a run with many alerts keeps one line per event."""
+    short = [(k, v) for k, v in e.fields if len(v) <= SHORT_FIELD]
+    long = [(k, v) for k, v in e.fields if len(v) > SHORT_FIELD]
+    out = _e(", ".join(f"{k}={v}" for k, v in short))
+    if long:
+        out += (f"<details><summary>{_e(', '.join(k for k, _ in long))}</summary>"
+                + "<br>".join(f"{_e(k)}={_e(v)}" for k, v in long) + "</details>")
+    return out
+
+
 def _events(events: Sequence[Event]) -> str:
     rows = [[_e(e.event), _e(e.stream or ""), _e(e.utc or ""),
              _e(_fmt(e.seconds, " s", 2) if e.seconds is not None else ""),
-             _e(", ".join(f"{k}={v}" for k, v in e.fields))] for e in events[:MAX_EVENTS]]
+             _event_details(e)] for e in events[:MAX_EVENTS]]
     more = (f'<div class="sub">{len(events) - MAX_EVENTS} more not listed</div>'
             if len(events) > MAX_EVENTS else "")
-    return (f'<div class="panel" id="events"><h2>Events ({len(events)})</h2>'
+    return (f'<div class="panel wide" id="events"><h2>Events ({len(events)})</h2>'
             + _table(["event", "stream", "utc", "stream time", "details"], rows) + more
             + "</div>")
 
