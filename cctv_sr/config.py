@@ -243,6 +243,10 @@ class OutputConfig:
     min_shot_gap_s: float = 0.3  # best shots closer in time than this compete (no near-duplicates)
     save_all_crops: bool = False
     image_format: str = "png"
+    # live streams: rows of tracks still open are written this many seconds (stream time)
+    # after their frame, without crop refs (tracks.jsonl lists the best crops); 0: at the
+    # track's end, as for files
+    flush_s: float = 2.0
 
 
 @dataclass(frozen=True)

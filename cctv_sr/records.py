@@ -320,12 +320,16 @@ class TrackEnd:
 
 
 @dataclass(frozen=True, eq=False)
-class UntrackedRows:
-    """Detections of one frame that no track took; ``rows_final_before`` as in TrackEnd."""
+class FaceRows:
+    """Face rows final before any track end: detections of one frame no track took
+    (``tracked`` False), or the rows of an open track older than ``output.flush_s``
+    (``tracked`` True: written now, without crop refs, so a live run shows its faces within
+    seconds). ``rows_final_before`` as in TrackEnd."""
 
     stream_id: str
     rows: tuple[FaceRow, ...]
     rows_final_before: int | None = None
+    tracked: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -366,8 +370,8 @@ class StreamEnd:
     stream_id: str
 
 
-AnalysisMessage: TypeAlias = SaveRequest | EmbedRequest | TrackEnd | UntrackedRows
-WriterMessage: TypeAlias = Saved | Embedded | TrackEnd | UntrackedRows
+AnalysisMessage: TypeAlias = SaveRequest | EmbedRequest | TrackEnd | FaceRows
+WriterMessage: TypeAlias = Saved | Embedded | TrackEnd | FaceRows
 
 
 def stream_of(message: AnalysisMessage | WriterMessage) -> str:
@@ -378,6 +382,6 @@ def stream_of(message: AnalysisMessage | WriterMessage) -> str:
         return message.enhanced.face.stream_id
     if isinstance(message, TrackEnd):
         return message.summary.stream_id
-    if isinstance(message, UntrackedRows):
+    if isinstance(message, FaceRows):
         return message.stream_id
     raise ContractError(f"no stream for a {type(message).__name__}")

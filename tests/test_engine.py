@@ -28,11 +28,11 @@ from cctv_sr.face.align import ARCFACE_112
 from cctv_sr.records import (
     EmbedRequest,
     FaceDetections,
+    FaceRows,
     Frame,
     Saved,
     SaveRequest,
     TrackEnd,
-    UntrackedRows,
     WriterMessage,
 )
 
@@ -218,7 +218,7 @@ def test_stop_flushes_everything_in_flight() -> None:
     saved_tracks = {s.enhanced.face.track_id for s in sink.of(Saved)}
     assert saved_tracks <= {e.summary.track_id for e in ends}
     # every face row of every track reached the writer, and the last message says so
-    rows = sum(len(e.rows) for e in ends) + sum(len(u.rows) for u in sink.of(UntrackedRows))
+    rows = sum(len(e.rows) for e in ends) + sum(len(u.rows) for u in sink.of(FaceRows))
     assert rows == stats.analysis.faces == source.yielded
     assert ends[-1].rows_final_before is None
 
@@ -236,10 +236,10 @@ def test_results_are_paired_with_their_requests() -> None:
         dets = FaceDetections(np.array([[5, 5, 5 + side, 5 + side]]), np.array([0.9]), kps)
         frame = Frame("cam0", i, i, Fraction(1, 25), image)
         faces.append(analyzer.align(frame, dets, 0, track_id=i, t=i / 25))
-    batch = [SaveRequest(faces[0]), UntrackedRows("cam0", ()), EmbedRequest(faces[1]),
+    batch = [SaveRequest(faces[0]), FaceRows("cam0", ()), EmbedRequest(faces[1]),
              SaveRequest(faces[2]), SaveRequest(faces[3]), SaveRequest(faces[4])]
     out = Accelerator(ResizeSR(), 128).run(batch)  # type: ignore[arg-type]
-    assert [type(m).__name__ for m in out] == ["Saved", "UntrackedRows", "Saved", "Saved",
+    assert [type(m).__name__ for m in out] == ["Saved", "FaceRows", "Saved", "Saved",
                                                "Saved"]  # no embedder: no Embedded result
     for msg, face in zip([out[0], *out[2:]], [faces[0], faces[2], faces[3], faces[4]],
                          strict=True):
@@ -250,7 +250,7 @@ def test_results_are_paired_with_their_requests() -> None:
 
 def test_batcher_flushes_at_batch_size() -> None:
     b = Batcher(batch_size=3, max_wait_s=1.0)
-    face_free = UntrackedRows("cam0", ())
+    face_free = FaceRows("cam0", ())
     assert b.add(face_free, now=0.0) is True  # nothing else waits: pass it on now
     assert b.take() == [face_free] and b.timeout(now=0.0) is None
     assert b.add(EmbedRequest(None), now=0.0) is False  # type: ignore[arg-type]

@@ -16,12 +16,12 @@ from cctv_sr.errors import ContractError
 from cctv_sr.records import (
     AlignedFace,
     EmbedRequest,
+    FaceRows,
     Quality,
     SaveRequest,
     TrackEnd,
     TrackSummary,
     TrackWindow,
-    UntrackedRows,
 )
 from cctv_sr.sr.bicubic import BicubicSR
 from cctv_sr.sr.fuse import fuse_windows
@@ -87,7 +87,7 @@ def test_requests_wait_for_their_windows_and_order_is_kept():
     faces = [_face(f) for f in range(3)]
     stage.add_face(faces[0])
     stage.send(SaveRequest(faces[0]))
-    stage.send(UntrackedRows("s0", (), 1))
+    stage.send(FaceRows("s0", (), 1))
     stage.tick("s0", 0.0)
     assert out == []  # face 0 wants the track's next two faces; the rows wait behind it
     stage.add_face(faces[1])
@@ -96,7 +96,7 @@ def test_requests_wait_for_their_windows_and_order_is_kept():
     stage.add_face(faces[2])
     stage.tick("s0", 2 / FPS)
     # the save left with its window, and the rows behind it only after it
-    assert [type(m).__name__ for m in out] == ["SaveRequest", "UntrackedRows"]
+    assert [type(m).__name__ for m in out] == ["SaveRequest", "FaceRows"]
     win = out[0].window
     assert win is not None and win.valid.tolist() == [False, False, True, True, True]
     assert [int(c[0, 0, 0]) for c in win.crops] == [0, 0, 0, 1, 2]

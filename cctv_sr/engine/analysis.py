@@ -2,7 +2,7 @@
 
 All per-stream state (tracker, track book, the temporal stage's track buffers) lives here,
 in one thread. The stage turns frames into messages for the SR stage: ``SaveRequest`` (write
-this face now), ``EmbedRequest``, ``TrackEnd`` and ``UntrackedRows``, in stream order; every
+this face now), ``EmbedRequest``, ``TrackEnd`` and ``FaceRows``, in stream order; every
 message goes out through :class:`~cctv_sr.engine.temporal.TemporalStage`, which attaches each
 request's track window (and holds it, and what follows, until the window is complete).
 """
@@ -28,8 +28,8 @@ from cctv_sr.records import (
     EmbedRequest,
     FaceDetections,
     FaceRow,
+    FaceRows,
     Frame,
-    UntrackedRows,
 )
 from cctv_sr.track.appearance import describe
 from cctv_sr.track.book import TrackBook
@@ -81,6 +81,7 @@ class _StreamState:
     last_t: float | None = None  # stream time of the last analysed frame
     session: int | None = None  # Frame.session of the last analysed frame
     planned_session: int | None = None  # ... of the last frame planned (plans run ahead)
+    flushed_at: float | None = None  # stream time open tracks' old rows were last sent
 
 
 @dataclass
@@ -95,6 +96,7 @@ class Analyzer:
     embed: bool = False  # identity matching is on: also ask for sparse samples over time
     faceness: Faceness | None = None  # face / non-face check folded into each face's quality
     window: int = 1  # frames of each request's track window (temporal.window_frames); 1: none
+    live: frozenset[str] = frozenset()  # live streams: open tracks' rows go out after flush_s
     stats: AnalysisStats = field(default_factory=AnalysisStats)
     _streams: dict[str, _StreamState] = field(default_factory=dict)
     _sampled_at: dict[tuple[str, int], float] = field(default_factory=dict)
@@ -234,15 +236,30 @@ class Analyzer:
                 int(carried.track_id[k]), detected=False))  # type: ignore[index]
         self.stats.align_s += time.perf_counter() - t0
         if untracked:
-            self.temporal.send(UntrackedRows(frame.stream_id, tuple(untracked),
+            self.temporal.send(FaceRows(frame.stream_id, tuple(untracked),
                                              self._final_before(frame.stream_id,
                                                                 frame.index + 1)))
         self._end(frame.stream_id, [tr.track_id for tr in ended], frame.index + 1)
+        self._flush_open(frame, st, t)
         self.temporal.tick(frame.stream_id, t)
         self.stats.frames += 1
         self.stats.faces += len(tracked)
         self.stats.carried += len(carried)
         self.stats.live_tracks = sum(s.tracker.live_tracks for s in self._streams.values())
+
+    def _flush_open(self, frame: Frame, st: _StreamState, t: float) -> None:
+        """Live streams: the rows of open tracks older than ``output.flush_s`` are written
+        now (checked twice a second), so an operator sees faces before their tracks end."""
+        flush_s = self.cfg.output.flush_s
+        if flush_s <= 0 or frame.stream_id not in self.live:
+            return
+        if st.flushed_at is not None and t - st.flushed_at < min(0.5, flush_s):
+            return
+        st.flushed_at = t
+        rows = st.book.settled(t - flush_s)
+        if rows:
+            self.temporal.send(FaceRows(frame.stream_id, tuple(rows), self._final_before(
+                frame.stream_id, frame.index + 1), tracked=True))
 
     def _sample(self, face: AlignedFace, t: float, saved: bool) -> None:
         """Best shots are embedded anyway; add one face per ``match.sample_s`` of the track."""

@@ -34,12 +34,12 @@ from cctv_sr.face.faceness import Faceness
 from cctv_sr.records import (
     AnalysisMessage,
     Embedded,
+    FaceRows,
     Frame,
     Saved,
     StageTimes,
     StreamEnd,
     TrackEnd,
-    UntrackedRows,
     WriterMessage,
 )
 from cctv_sr.sr.base import SuperResolver
@@ -88,9 +88,11 @@ class Pipeline:
                  faceness: Faceness | None = None, head: LrHeadEmbedder | None = None,
                  quality_faceness: Faceness | None = None,
                  stream_fps: dict[str, float] | None = None,
-                 workers: Sequence[tuple[FaceDetector, Faceness | None]] = ()) -> None:
+                 workers: Sequence[tuple[FaceDetector, Faceness | None]] = (),
+                 live: Iterable[str] = ()) -> None:
         """``workers``: a detector and face / non-face check for each analysis worker beyond
-        the first (several streams only: each stream is analysed by one worker)."""
+        the first (several streams only: each stream is analysed by one worker). ``live``:
+        the live streams, whose open tracks' rows are written after ``output.flush_s``."""
         self.cfg = cfg
         self.sinks = list(sinks)
         self.stats = PipelineStats()
@@ -104,7 +106,8 @@ class Pipeline:
         window = window_frames(cfg.temporal, sr.window, head.window if head is not None else 1)
         self._analyzers = [
             Analyzer(cfg, d, self._to_accel.put, fps_hint, embed=embedder is not None,
-                     faceness=f, window=window, stream_fps=dict(stream_fps or {}))
+                     faceness=f, window=window, stream_fps=dict(stream_fps or {}),
+                     live=frozenset(live))
             for d, f in [(detector, quality_faceness), *workers]]
         self._analyzer = self._analyzers[0]
         self._accelerator = Accelerator(sr, cfg.align.out_size, embedder, faceness, head,
@@ -243,7 +246,7 @@ class Pipeline:
                 item = self._to_writer.get()
                 if isinstance(item, (End, Failure)):
                     break
-                if not isinstance(item, (Saved, Embedded, TrackEnd, UntrackedRows)):
+                if not isinstance(item, (Saved, Embedded, TrackEnd, FaceRows)):
                     raise PipelineError(f"writer got an unexpected item {type(item).__name__}")
                 for sink in self.sinks:
                     sink.handle(item)

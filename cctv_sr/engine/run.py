@@ -169,6 +169,7 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
                         queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
                         faceness=faceness, head=head, quality_faceness=quality_faceness,
                         stream_fps={n: i.fps or 25.0 for n, i in zip(names, infos)},
+                        live=[n for n, i in zip(names, infos) if i.is_live],
                         workers=extra)
     counts = [i.frame_count for i in infos]
     total = sum(c for c in counts if c) if all(counts) else None

@@ -109,8 +109,9 @@ class Timeline:
             if self._anchor is None:
                 self._anchor = _Anchor(pts, t)
             t = self._anchor.t + float((pts - self._anchor.pts) * time_base)
-        self.last_t, self.last_wall = t, now
-        return round(Fraction(t) / self.time_base)
+        out = round(Fraction(t) / self.time_base)
+        self.last_t, self.last_wall = float(out * self.time_base), now  # as the Frame says
+        return out
 
 
 class Backoff:

@@ -36,9 +36,9 @@ from cctv_sr.io.live import StreamClock
 from cctv_sr.records import (
     EnhancedFace,
     FaceRow,
+    FaceRows,
     Saved,
     TrackEnd,
-    UntrackedRows,
     WriterMessage,
 )
 
@@ -164,8 +164,12 @@ class OutputWriter:
             self.save_face(item.enhanced, item.evict)
         elif isinstance(item, TrackEnd):
             self.end_track(item)
-        elif isinstance(item, UntrackedRows):
-            self.write_untracked(item.rows)
+        elif isinstance(item, FaceRows):
+            if item.tracked:  # rows of an open track, written before it ends (no crops)
+                for row in item.rows:
+                    self._add_face(row, None, tracked=True)
+            else:
+                self.write_untracked(item.rows)
             self._release(item.stream_id, item.rows_final_before)
 
     # writes --------------------------------------------------------------------------------

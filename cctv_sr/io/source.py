@@ -552,7 +552,8 @@ class VideoSource:
         pts = timeline.place(video_frame.pts, Fraction(video_frame.time_base or self._time_base),
                              now)
         if self.is_live and not session.frames:
-            self._session_started(session, now)
+            self._session_started(session, now, None if pts is None
+                                  else float(pts * timeline.time_base))
         session.frames += 1
         if not self._wanted(index, pts, timeline.time_base):
             self._count("skipped")
@@ -561,7 +562,7 @@ class VideoSource:
         self._put(Frame(self.stream_id, index, pts, timeline.time_base, image,
                         session=session.number))
 
-    def _session_started(self, session: _Session, now: float) -> None:
+    def _session_started(self, session: _Session, now: float, seconds: float | None) -> None:
         """The first frame of a live session: the end of an outage, the clock's epoch."""
         if self.clock.epoch is None and self._timeline.last_t is not None:
             self.clock.set_live(time.time() - self._timeline.last_t)
@@ -575,8 +576,7 @@ class VideoSource:
         self._count("frames_lost", lost)
         logger.warning("%s: reconnected after %.1f s (%d attempts, about %d frames lost)",
                        self.name, gap, outage.attempts, lost)
-        self._emit(OutageEnd(self.stream_id, round(gap, 3), outage.attempts, lost,
-                             self._timeline.last_t))
+        self._emit(OutageEnd(self.stream_id, round(gap, 3), outage.attempts, lost, seconds))
 
     def _wanted(self, index: int, pts: int | None, time_base: Fraction) -> bool:
         """Apply stride, then max_fps (by pts time; by index/fps when pts is missing)."""

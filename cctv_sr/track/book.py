@@ -3,7 +3,9 @@
 The book decides, face by face, which crops are worth writing now (they entered the track's
 top-k by quality) and which written crops fall out (evicted), so output folders always hold the
 current best shots and an hour of footage does not become a million files. A track's face rows
-are held until the track ends, so their crop paths are final when they are written.
+are held until the track ends, so their crop paths are final when they are written, except
+that :meth:`TrackBook.settled` hands over the rows of a long open track that are older than
+``output.flush_s`` (written without crop refs; the track's final record lists its best crops).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ class _Track:
     saved: set[str] = field(default_factory=set)
     best: tuple[float, int] = (-1.0, -1)
     detected: int = 0
+    first: FaceRow | None = None  # the track's first row (rows may have been handed over)
+    last: FaceRow | None = None
+    n_rows: int = 0
     times: dict[str, float] = field(default_factory=dict)  # kept face id -> time slot
 
 
@@ -42,7 +47,7 @@ class TrackBook:
     def add(self, face: AlignedFace, row: FaceRow) -> list[SaveRequest]:
         """Record one tracked face; returns the writes (and evictions) it causes."""
         tr = self._tracks.setdefault(face.track_id, _Track())
-        tr.rows.append(row)
+        self._row(tr, row)
         tr.detected += 1
         if face.quality.score > tr.best[0]:
             tr.best = (face.quality.score, face.frame_index)
@@ -57,7 +62,31 @@ class TrackBook:
         """Record a row the track carried between detections (no crop, never a best shot)."""
         tr = self._tracks.get(track_id)
         if tr is not None:
-            tr.rows.append(row)
+            self._row(tr, row)
+
+    @staticmethod
+    def _row(tr: _Track, row: FaceRow) -> None:
+        tr.rows.append(row)
+        tr.first = tr.first or row
+        tr.last = row
+        tr.n_rows += 1
+
+    def settled(self, before_s: float) -> list[FaceRow]:
+        """Rows older than stream time ``before_s`` of open tracks that are sure to be kept
+        (``min_faces`` reached), handed over for writing now; in frame order."""
+        out: list[FaceRow] = []
+        for tr in self._tracks.values():
+            if tr.detected < self.min_faces:
+                continue
+            k = 0
+            while k < len(tr.rows) and self._row_time(tr.rows[k]) < before_s:
+                k += 1
+            out += tr.rows[:k]
+            del tr.rows[:k]
+        return sorted(out, key=lambda r: (r.frame_index, r.det_index))
+
+    def _row_time(self, row: FaceRow) -> float:
+        return row.seconds if row.seconds is not None else row.frame_index / self.fps
 
     def _time(self, face: AlignedFace) -> float:
         return face.seconds if face.seconds is not None else face.frame_index / self.fps
@@ -115,11 +144,11 @@ class TrackBook:
     def end(self, stream_id: str, track_id: int) -> TrackEnd | None:
         """Close a track; None when it never had a face."""
         tr = self._tracks.pop(track_id, None)
-        if tr is None or not tr.rows:
+        if tr is None or tr.first is None or tr.last is None:
             return None
-        discarded = tr.detected < self.min_faces
+        discarded = tr.detected < self.min_faces  # then no row was handed over
         rows = [r for r in tr.rows if r.detected] if discarded else tr.rows
-        first, last = rows[0], rows[-1]
+        first, last = (rows[0], rows[-1]) if discarded else (tr.first, tr.last)
         ranked = sorted(tr.heap, reverse=True) if not self.save_all else []
         kept = tuple(i for _, _, i in ranked) if ranked else tuple(sorted(tr.saved))
         summary = TrackSummary(
@@ -132,7 +161,7 @@ class TrackBook:
             n_faces=tr.detected,
             best_frame=tr.best[1],
             best_quality=tr.best[0],
-            n_carried=len(rows) - tr.detected,
+            n_carried=0 if discarded else tr.n_rows - tr.detected,
         )
         return TrackEnd(summary, tuple(rows), () if discarded else kept, discarded)
 
