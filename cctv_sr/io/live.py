@@ -7,7 +7,8 @@ the first frame of a session often has none), so each session is anchored at the
 resumed, and time never goes back. The frame's pts is rewritten in the first session's time
 base. :class:`StreamClock` maps stream time to wall-clock UTC: for a live stream the epoch is
 the wall time of its first frame, for a file the container's ``creation_time`` when it states
-one (else none). :class:`Backoff` spaces reopen attempts.
+one (else none). :class:`Thinning` applies stride and max_fps; :class:`Backoff` spaces
+reopen attempts.
 
 Threading: a Timeline belongs to its source's decode thread; a StreamClock is set once by
 that thread before its first frame is queued and read by the writer thread afterwards (the
@@ -112,6 +113,34 @@ class Timeline:
         out = round(Fraction(t) / self.time_base)
         self.last_t, self.last_wall = float(out * self.time_base), now  # as the Frame says
         return out
+
+
+class Thinning:
+    """Which decoded frames are analysed: every ``stride``-th, then at most ``max_fps`` per
+    second of stream time (by pts; by index / fps when a frame has none)."""
+
+    def __init__(self, stride: int, max_fps: float) -> None:
+        self.stride = stride
+        self.min_gap = 1 / Fraction(repr(float(max_fps))) if max_fps > 0 else None
+        self._last: Fraction | None = None
+
+    def wanted(self, index: int, pts: int | None, time_base: Fraction, fps: float | None
+               ) -> bool:
+        if index % self.stride:
+            return False
+        if self.min_gap is None:
+            return True
+        if pts is not None:
+            now = pts * Fraction(time_base)
+        elif fps:
+            now = Fraction(index) / Fraction(repr(fps))
+        else:
+            return True
+        last = self._last
+        if last is None or now >= last + self.min_gap or now < last:  # now < last: pts reset
+            self._last = now
+            return True
+        return False
 
 
 class Backoff:

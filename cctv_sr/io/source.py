@@ -16,23 +16,17 @@ still counts every decoded frame. Packets that fail to decode are skipped and co
 ``stats.decode_errors``, so a damaged or truncated file yields what it can and then ends.
 
 Live streams (see :func:`is_live_url`) are opened with ``source.rtsp_transport`` and PyAV's
-interrupt-callback timeouts: the first open fails with :class:`SourceError` after
-``source.open_timeout_s`` (a wrong URL is reported at once, before anything is written).
-After that, a stream that ends (RTCP BYE, server gone), fails, sends garbage or nothing for
-``source.read_timeout_s`` is *reopened*, waiting ``source.reconnect_backoff_s`` doubling up to
-``source.reconnect_max_backoff_s`` between attempts, forever unless ``source.max_reconnects``
-(attempts in a row) says otherwise; then the iteration raises SourceError ("lost: ..."). With
-``max_reconnects = 0`` a clean end ends the iteration and a failure raises. Each session runs
-in its own thread under a watchdog: one that yields no frame for ``source.stall_timeout_s``
-(a read hung inside FFmpeg, which PyAV's timeouts do not always interrupt) is abandoned and
-the stream reopened. Outages are reported to ``on_event`` (:mod:`cctv_sr.io.events`); every
+interrupt-callback timeouts; the first open fails with :class:`SourceError` after
+``source.open_timeout_s`` (a wrong URL is reported at once). After that, a stream that ends,
+fails or stalls is reopened by :class:`~cctv_sr.io.sessions.LiveSupervisor` (one thread per
+session, a watchdog, backoff, ``source.max_reconnects``); outages go to ``on_event`` and every
 Frame carries its ``session`` number, so the analysis ends a stream's tracks at an outage.
 
-Time: ``Frame.pts`` is rewritten by :class:`~cctv_sr.io.live.Timeline` so stream time starts
-at 0 at the first frame (a file's pts minus its first pts; ``pts_origin`` keeps the offset)
-and, for live streams, continues monotonically across reconnects; ``source.clock`` maps it to
-wall-clock UTC. A file that ends before the frame count (or duration) its container states is
-reported in ``truncation`` (a warning; the run says ``truncated``).
+Time: ``Frame.pts`` is rewritten by :class:`~cctv_sr.io.live.Timeline`: stream time from 0 at
+the first frame (a file's pts minus its first pts), monotonic across a live stream's
+reconnects; ``source.clock`` maps it to wall-clock UTC. A file that ends before the frame
+count (or duration) its container states is reported in ``truncation`` (a warning; the run
+says ``truncated``).
 
 Threading: :meth:`VideoSource.stop` may be called from any thread (e.g. a Ctrl-C handler);
 the consumer's loop then ends within ~0.1 s and ``stop()`` joins the decode thread. The decode
@@ -51,7 +45,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from types import TracebackType
 from typing import Any
@@ -73,8 +66,16 @@ from cctv_sr.io.container import (
     redact_url,
     video_stream,
 )
-from cctv_sr.io.events import Event, OutageEnd, OutageStart, StreamLost
-from cctv_sr.io.live import Backoff, StreamClock, Timeline, creation_epoch
+from cctv_sr.io.events import Event
+from cctv_sr.io.live import StreamClock, Thinning, Timeline, creation_epoch
+from cctv_sr.io.sessions import (
+    LiveSupervisor,
+    Session,
+    Stopped,
+    Truncation,
+    close_session,
+    truncation_of,
+)
 from cctv_sr.records import Frame
 
 __all__ = [
@@ -93,40 +94,7 @@ _MAX_READ_RETRIES = 3  # consecutive demuxer errors in a file before it is treat
 _DEFAULT_CONFIG = SourceConfig()  # frozen, so one shared default is safe
 
 
-class _Stopped(Exception):
-    """Raised inside the decode thread when stop() interrupts a blocking put."""
-
-
 EventSink = Callable[[Event, float], object]  # (event, wall time) -> anything
-
-
-@dataclass(frozen=True)
-class Truncation:
-    """A file that ended before its container said it would."""
-
-    expected: int  # frames the container states (or its duration times its rate)
-    decoded: int
-    basis: str  # frame_count | duration
-
-
-@dataclass
-class _Session:
-    """One connection of a live stream (or the one pass over a file)."""
-
-    number: int
-    container: Any
-    stream: Any
-    heartbeat: float  # monotonic time of the last frame (or of the session's start)
-    frames: int = 0
-    abandoned: bool = False  # the watchdog gave up on it: its frames are refused
-    clean: bool = False  # ended by the stream (BYE / end of file), not by an error
-    outcome: str = ""  # why it ended
-
-
-@dataclass
-class _Outage:
-    last_wall: float  # monotonic time of the last frame before it
-    attempts: int = 0
 
 
 class VideoSource:
@@ -162,16 +130,13 @@ class VideoSource:
         self._counts = {k: 0 for k in SourceStats.__dataclass_fields__}
         self._warn_decode = RateLimitedWarning()
         self._warn_drop = RateLimitedWarning(first=1, every_s=30.0)
-        gap = Fraction(repr(float(cfg.max_fps))) if cfg.max_fps > 0 else None
-        self._min_gap: Fraction | None = None if gap is None else 1 / gap
-        self._last_time: Fraction | None = None
+        self._thin = Thinning(cfg.stride, cfg.max_fps)
         self._time_base = Fraction(1, 1)  # the stream's, set by open()
         self.on_event = on_event
         self.clock = StreamClock()  # stream seconds -> UTC (set by open() / the first frame)
         self.truncation: Truncation | None = None  # set when a file ended early
         self._timeline = Timeline(self._time_base, self.is_live)
-        self._session: _Session | None = None
-        self._outage: _Outage | None = None
+        self._live = self._supervisor()
 
     # ----------------------------------------------------------------- public API
 
@@ -196,6 +161,7 @@ class VideoSource:
                 self._container, self._stream, self._info = container, stream, info
                 self._time_base = info.time_base
                 self._timeline = Timeline(info.time_base, self.is_live)
+                self._live = self._supervisor()
             if not self.is_live:
                 epoch = creation_epoch(container)
                 if epoch is not None:
@@ -315,6 +281,11 @@ class VideoSource:
             self._thread.start()
             return self._thread
 
+    def _supervisor(self) -> LiveSupervisor:
+        return LiveSupervisor(self.url, self.name, self.stream_id, self.cfg, self._stop,
+                              self._timeline, self._decode_all, self._emit, self._count,
+                              lambda: self.stats.decoded)
+
     def _drain(self) -> None:
         self._queue.clear()
 
@@ -331,7 +302,7 @@ class VideoSource:
                 self._run_live()
             else:
                 self._run_file()
-        except _Stopped:
+        except Stopped:
             return
         except SourceError as exc:
             final = exc
@@ -355,7 +326,7 @@ class VideoSource:
     # files --------------------------------------------------------------------------------
     def _run_file(self) -> None:
         with self._lock:
-            session = _Session(1, self._container, self._stream, time.monotonic())
+            session = Session(1, self._container, self._stream, time.monotonic())
             self._container = None  # the session owns it now
         try:
             self._decode_all(session)
@@ -363,132 +334,29 @@ class VideoSource:
             raise self._failure(f"{self.name}: read failed: {exc.strerror or exc}",
                                 exc) from None
         finally:
-            _close(session, self.name)
+            close_session(session, self.name)
         if self._stop.is_set():
-            raise _Stopped
+            raise Stopped
         stats = self.stats
         if stats.decoded == 0:
             raise SourceError(f"{self.name}: no decodable video frames")
         if stats.decode_errors:
             logger.warning("%s: ended after %d frames; %d packets or reads failed and were "
                            "skipped", self.name, stats.decoded, stats.decode_errors)
-        self.truncation = self._truncated(stats.decoded)
+        if self._info is not None:
+            self.truncation = truncation_of(self._info, stats.decoded, self._timeline.last_t)
         if self.truncation is not None:
             t = self.truncation
             logger.warning("%s: truncated: the file ends after %d of the %d frames its "
                            "container states (by its %s)", self.name, t.decoded, t.expected,
                            t.basis.replace("_", " "))
 
-    def _truncated(self, decoded: int) -> Truncation | None:
-        info = self._info
-        if info is None:
-            return None
-        if info.frame_count:
-            if decoded < info.frame_count - max(2, 0.005 * info.frame_count):
-                return Truncation(info.frame_count, decoded, "frame_count")
-            return None
-        last = self._timeline.last_t
-        if info.duration_s and info.fps and last is not None:
-            if last + 1.0 / info.fps < info.duration_s - max(1.0, 0.01 * info.duration_s):
-                return Truncation(round(info.duration_s * info.fps), decoded, "duration")
-        return None
-
     # live streams -------------------------------------------------------------------------
     def _run_live(self) -> None:
-        cfg = self.cfg
         with self._lock:
-            session = _Session(1, self._container, self._stream, time.monotonic())
+            container, stream = self._container, self._stream
             self._container = None  # each session closes its own container
-        backoff = Backoff(cfg.reconnect_backoff_s, cfg.reconnect_max_backoff_s)
-        while True:
-            self._watch(session)
-            if self._stop.is_set():
-                raise _Stopped
-            reason = session.outcome or "the stream ended"
-            if session.frames:
-                backoff.reset()
-                if cfg.max_reconnects == 0:
-                    if session.clean:
-                        return  # the stream ended and reconnecting is off: a normal end
-                    raise SourceError(f"{self.name}: {reason}")
-                self._outage = _Outage(self._timeline.last_wall or time.monotonic())
-                logger.warning("%s: %s; reconnecting", self.name, reason)
-                self._emit(OutageStart(self.stream_id, reason, self._timeline.last_t,
-                                       self.stats.decoded))
-            else:  # the session gave no frame: opening failed, or it failed at once
-                if cfg.max_reconnects == 0:
-                    if session.clean:
-                        reason = "no decodable video frames"
-                    raise SourceError(f"{self.name}: {reason}")
-                backoff.failures += 1
-                if self._outage is None:  # the first session, before its first frame
-                    self._outage = _Outage(time.monotonic())
-                    self._emit(OutageStart(self.stream_id, reason, None, 0))
-                logger.info("%s: reconnect attempt failed: %s", self.name, reason)
-                outage = self._outage
-                if 0 < cfg.max_reconnects <= outage.attempts:
-                    self._emit(StreamLost(self.stream_id, reason, outage.attempts))
-                    raise SourceError(
-                        f"{self.name}: lost: {outage.attempts} reconnect attempts in a row "
-                        f"failed (source.max_reconnects); last: {reason}")
-            if self._stop.wait(backoff.next_delay()):
-                raise _Stopped
-            if self._outage is not None:
-                self._outage.attempts += 1
-            self._count("reconnect_attempts")
-            self._timeline.new_session()
-            session = _Session(session.number + 1, None, None, time.monotonic())
-
-    def _watch(self, session: _Session) -> None:
-        """Run one session in its own thread; return when it ends, on stop(), or when it
-        has yielded no frame for ``stall_timeout_s`` (the watchdog abandons it)."""
-        thread = threading.Thread(target=self._session_main, args=(session,), daemon=True,
-                                  name=f"cctv_sr-session-{self.stream_id}-{session.number}")
-        with self._lock:
-            self._session = session
-        thread.start()
-        while True:
-            thread.join(4 * _POLL_S)
-            if not thread.is_alive() or self._stop.is_set():
-                return
-            limit = self.cfg.stall_timeout_s
-            if not session.frames and session.container is None:
-                limit += self.cfg.open_timeout_s  # still opening
-            idle = time.monotonic() - session.heartbeat
-            if idle > limit:
-                session.abandoned = True
-                session.outcome = (f"stalled: no frame for {idle:.1f} s "
-                                   "(source.stall_timeout_s)")
-                self._count("stalls")
-                return
-
-    def _session_main(self, session: _Session) -> None:
-        """One connection: open (after the first), decode until it ends; never raises."""
-        prefix = f"{self.name}: "
-        try:
-            if session.container is None:
-                session.container = open_container(self.url, self.cfg, True)
-                session.stream = video_stream(session.container, self.name)
-                session.stream.codec_context.thread_type = "AUTO"
-                session.heartbeat = time.monotonic()
-            self._decode_all(session)
-            session.clean = True
-        except _Stopped:
-            session.outcome = "stopped"
-        except av.error.ExitError:
-            session.outcome = f"no data for {self.cfg.read_timeout_s:g} s (source.read_timeout_s)"
-        except av.error.FFmpegError as exc:
-            session.outcome = f"read failed: {exc.strerror or exc}"
-        except SourceError as exc:
-            text = str(exc)
-            session.outcome = text[len(prefix):] if text.startswith(prefix) else text
-        except Exception as exc:  # noqa: BLE001 - reported as the session's outcome
-            logger.debug("%s: session %d failed", self.name, session.number, exc_info=True)
-            session.outcome = f"decoding failed: {type(exc).__name__}: {exc}"
-        finally:
-            if session.abandoned:
-                logger.info("%s: an abandoned session's read returned", self.name)
-            _close(session, self.name)
+        self._live.run(container, stream)
 
     def _emit(self, event: Event) -> None:
         if self.on_event is None:
@@ -499,7 +367,7 @@ class VideoSource:
             logger.exception("%s: could not record a %s event", self.name, event.event)
 
     # both ---------------------------------------------------------------------------------
-    def _decode_all(self, session: _Session) -> None:
+    def _decode_all(self, session: Session) -> None:
         """Demux and decode to the end; files survive a few consecutive demuxer errors."""
         container, stream = session.container, session.stream
         failures = 0
@@ -524,7 +392,7 @@ class VideoSource:
                     self._decode(None, session)  # flush frames still inside the decoder
                     return
 
-    def _decode(self, packet: Any, session: _Session) -> None:
+    def _decode(self, packet: Any, session: Session) -> None:
         try:
             frames = session.stream.codec_context.decode(packet)
         except av.error.ExitError:
@@ -540,9 +408,9 @@ class VideoSource:
         for video_frame in frames:
             self._handle(video_frame, session)
 
-    def _handle(self, video_frame: Any, session: _Session) -> None:
+    def _handle(self, video_frame: Any, session: Session) -> None:
         if session.abandoned:
-            raise _Stopped
+            raise Stopped
         now = time.monotonic()
         session.heartbeat = now
         with self._lock:
@@ -551,51 +419,19 @@ class VideoSource:
         timeline = self._timeline
         pts = timeline.place(video_frame.pts, Fraction(video_frame.time_base or self._time_base),
                              now)
-        if self.is_live and not session.frames:
-            self._session_started(session, now, None if pts is None
-                                  else float(pts * timeline.time_base))
+        fps = self._info.fps if self._info is not None else None
+        if self.is_live and not session.frames:  # a session's first frame
+            if self.clock.epoch is None and timeline.last_t is not None:
+                self.clock.set_live(time.time() - timeline.last_t)
+            self._live.first_frame(now, None if pts is None
+                                   else float(pts * timeline.time_base), fps or 0.0)
         session.frames += 1
-        if not self._wanted(index, pts, timeline.time_base):
+        if not self._thin.wanted(index, pts, timeline.time_base, fps):
             self._count("skipped")
             return
         image = np.ascontiguousarray(video_frame.to_ndarray(format="bgr24"))
         self._put(Frame(self.stream_id, index, pts, timeline.time_base, image,
                         session=session.number))
-
-    def _session_started(self, session: _Session, now: float, seconds: float | None) -> None:
-        """The first frame of a live session: the end of an outage, the clock's epoch."""
-        if self.clock.epoch is None and self._timeline.last_t is not None:
-            self.clock.set_live(time.time() - self._timeline.last_t)
-        outage, self._outage = self._outage, None
-        if outage is None:
-            return
-        gap = max(now - outage.last_wall, 0.0)
-        fps = self._info.fps if self._info is not None and self._info.fps else 0.0
-        lost = max(round(gap * fps) - 1, 0)
-        self._count("reconnects")
-        self._count("frames_lost", lost)
-        logger.warning("%s: reconnected after %.1f s (%d attempts, about %d frames lost)",
-                       self.name, gap, outage.attempts, lost)
-        self._emit(OutageEnd(self.stream_id, round(gap, 3), outage.attempts, lost, seconds))
-
-    def _wanted(self, index: int, pts: int | None, time_base: Fraction) -> bool:
-        """Apply stride, then max_fps (by pts time; by index/fps when pts is missing)."""
-        if index % self.cfg.stride:
-            return False
-        if self._min_gap is None:
-            return True
-        fps = self._info.fps if self._info is not None else None
-        if pts is not None:
-            now = pts * Fraction(time_base)
-        elif fps:
-            now = Fraction(index) / Fraction(repr(fps))
-        else:
-            return True
-        last = self._last_time
-        if last is None or now >= last + self._min_gap or now < last:  # now < last: pts reset
-            self._last_time = now
-            return True
-        return False
 
     def _put(self, frame: Frame) -> None:
         if self.is_live:  # never block a live stream: drop the oldest waiting frame
@@ -604,14 +440,5 @@ class VideoSource:
                 self._warn_drop(f"{self.name}: consumer too slow, dropping oldest frames")
             return
         if not self._queue.put(frame):  # stop() came while the consumer was not reading
-            raise _Stopped
+            raise Stopped
 
-
-def _close(session: _Session, name: str) -> None:
-    container, session.container = session.container, None
-    if container is None:
-        return
-    try:
-        container.close()
-    except Exception:  # noqa: BLE001 - closing must not mask the real outcome
-        logger.debug("%s: error closing container", name, exc_info=True)
