@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +68,8 @@ def read_verdicts(matches_jsonl: Path) -> list[TrackVerdict]:
 
 
 def _prepare(outdir: Path, overwrite: bool) -> None:
-    """OUTDIR must be new, empty or (with --overwrite) a previous demo's."""
+    """OUTDIR must be new or empty; with --overwrite, whatever is in it stays and the
+    demo's own files are replaced."""
     if not outdir.exists():
         return
     if not outdir.is_dir():
@@ -83,22 +83,13 @@ def _say(quiet: bool, text: str) -> None:
         print(text, flush=True)
 
 
-def _write_report(results: Path) -> Path | None:
-    try:
-        from cctv_sr.report import write_report
-    except ImportError:
-        print("cctv-sr: warning: this install has no report module; report.html not written",
-              file=sys.stderr)
-        return None
-    return Path(write_report(results))
-
-
 def run_demo(args: argparse.Namespace) -> int:
     from cctv_sr.config import load_config, with_values
     from cctv_sr.data.demo import make_demo_footage
     from cctv_sr.engine.run import run_footage
     from cctv_sr.identity.gallery import build_gallery
     from cctv_sr.io.annotate import annotate_stream
+    from cctv_sr.report import write_report
 
     outdir: Path = args.outdir
     quiet: bool = args.quiet
@@ -120,7 +111,7 @@ def run_demo(args: argparse.Namespace) -> int:
     result = run_footage(str(footage.clip), results, cfg, overwrite=True, quiet=quiet)
     _say(quiet, f"3/4 run: {result.faces} faces, {result.tracks} tracks -> {results}")
     video = annotate_stream(str(footage.clip), results, "cam0", quiet=quiet)
-    report = _write_report(results)
+    report = write_report(results)  # again, now that annotated.mp4 is there too
     _say(quiet, f"4/4 annotated video: {video.path}")
     verdicts = read_verdicts(results / "matches.jsonl")
     for v in verdicts:
@@ -132,7 +123,6 @@ def run_demo(args: argparse.Namespace) -> int:
     if not verdicts:
         print("no tracks were scored")
     print(f"took {time.perf_counter() - t0:.0f} s")
-    if report is not None:
-        print(f"open {report}")
+    print(f"open {report}")
     _say(quiet, f"note: {EVIDENCE_NOTE}")
     return 0

@@ -115,6 +115,7 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
         if multi and (Path(outdir) / "run.json").exists() and not overwrite:
             raise OutputError(f"{outdir}: already holds results (run.json); choose another "
                               "--out or pass --overwrite")
+        webhook_cfg = _webhook_config(cfg)  # a bad URL is refused before OUTDIR is made
         detector = create_detector(cfg.detector)
         sr = create_sr(cfg.sr)
         if cfg.match.gallery:
@@ -135,42 +136,50 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
         for w in writers.values():
             w.close()
         raise
-    for one in _each(source):  # outages go to events.jsonl as they happen
-        one.on_event = events.emit
-    webhook = _start_webhook(cfg, events)
-    embedder, faceness, head = None, None, None
+    webhook: WebhookSender | None = None
     identities: dict[str, IdentityWriter] = {}
-    if identity_setup is not None:
-        embedder, faceness = identity_setup.embedder, identity_setup.faceness
-        head = identity_setup.head
-        identities = {n: identity_setup.writer_for(w) for n, w in writers.items()}
-        for n, identity in identities.items():
-            identity.alerts = TrackAlerts(events, writers[n].outdir, writers[n].clock,
-                                          cfg.alerts.min_gain)
-    groups: dict[str, list[FaceSink]] = {
-        n: [w, *([identities[n]] if n in identities else [])] for n, w in writers.items()}
-    sinks: list[FaceSink] = [StreamRouter(groups)] if multi else groups[names[0]]
-    hashers = {n: _Hasher(Path(u)) for n, u in zip(names, inputs) if not is_live_url(u)}
-    for hasher in hashers.values():
-        hasher.start()
-    models = {"detector": ModelRecord.of(detector), "sr": ModelRecord.of(sr),
-              "quality_faceness": ModelRecord.of(quality_faceness)}
-    if embedder is not None:
-        models["embedder"] = ModelRecord.of(embedder)
-        models["faceness"] = ModelRecord.of(faceness)
-    if head is not None:
-        models["head"] = ModelRecord.of(head)
-    inputs_rec = [InputRecord.of(i, stream=n) for i, n in zip(infos, names)]
-    record = RunRecord(input=inputs_rec[0], inputs=inputs_rec, settings=cfg, models=models,
-                       gallery=None if identity_setup is None else identity_setup.describe())
-    run_json = Path(outdir) / "run.json"
-    write_json_atomic(run_json, record.to_json())
-    pipeline = Pipeline(cfg, detector, sr, sinks, fps_hint=infos[0].fps or 25.0,
-                        queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
-                        faceness=faceness, head=head, quality_faceness=quality_faceness,
-                        stream_fps={n: i.fps or 25.0 for n, i in zip(names, infos)},
-                        live=[n for n, i in zip(names, infos) if i.is_live],
-                        workers=extra)
+    try:  # once OUTDIR exists: a failure here still stops the source and closes every file
+        for one in _each(source):  # outages go to events.jsonl as they happen
+            one.on_event = events.emit
+        webhook = _start_webhook(webhook_cfg, events)
+        embedder, faceness, head = None, None, None
+        if identity_setup is not None:
+            embedder, faceness = identity_setup.embedder, identity_setup.faceness
+            head = identity_setup.head
+            identities = {n: identity_setup.writer_for(w) for n, w in writers.items()}
+            for n, identity in identities.items():
+                identity.alerts = TrackAlerts(events, writers[n].outdir, writers[n].clock,
+                                              cfg.alerts.min_gain)
+        groups: dict[str, list[FaceSink]] = {
+            n: [w, *([identities[n]] if n in identities else [])] for n, w in writers.items()}
+        sinks: list[FaceSink] = [StreamRouter(groups)] if multi else groups[names[0]]
+        hashers = {n: _Hasher(Path(u)) for n, u in zip(names, inputs) if not is_live_url(u)}
+        for hasher in hashers.values():
+            hasher.start()
+        models = {"detector": ModelRecord.of(detector), "sr": ModelRecord.of(sr),
+                  "quality_faceness": ModelRecord.of(quality_faceness)}
+        if embedder is not None:
+            models["embedder"] = ModelRecord.of(embedder)
+            models["faceness"] = ModelRecord.of(faceness)
+        if head is not None:
+            models["head"] = ModelRecord.of(head)
+        inputs_rec = [InputRecord.of(i, stream=n) for i, n in zip(infos, names)]
+        record = RunRecord(input=inputs_rec[0], inputs=inputs_rec, settings=cfg, models=models,
+                           gallery=None if identity_setup is None else identity_setup.describe())
+        run_json = Path(outdir) / "run.json"
+        write_json_atomic(run_json, record.to_json())
+        pipeline = Pipeline(cfg, detector, sr, sinks, fps_hint=infos[0].fps or 25.0,
+                            queue_size=max(16, cfg.sr.batch_size * 2), embedder=embedder,
+                            faceness=faceness, head=head, quality_faceness=quality_faceness,
+                            stream_fps={n: i.fps or 25.0 for n, i in zip(names, infos)},
+                            live=[n for n, i in zip(names, infos) if i.is_live],
+                            workers=extra)
+    except BaseException:
+        source.stop()
+        _close_outputs([*writers.values(), *identities.values(), events], None)
+        if webhook is not None:
+            webhook.close(timeout_s=0)
+        raise
     counts = [i.frame_count for i in infos]
     total = sum(c for c in counts if c) if all(counts) else None
     progress = RunProgress(source, total, cfg.source.stride, cfg.source.max_fps, disable=quiet)
@@ -237,13 +246,19 @@ def _close_outputs(parts: list[Any], error: str | None) -> str | None:
     return error
 
 
-def _start_webhook(cfg: RunConfig, events: EventLog) -> WebhookSender | None:
-    if not cfg.alerts.webhook:
-        return None
+def _webhook_config(cfg: RunConfig) -> WebhookConfig | None:
+    """The webhook's settings, checked (ConfigError), or None without ``alerts.webhook``."""
     a = cfg.alerts
-    sender = WebhookSender(WebhookConfig(a.webhook, timeout_s=a.timeout_s, attempts=a.attempts,
-                                         backoff_max_s=a.backoff_max_s,
-                                         close_timeout_s=a.close_timeout_s))
+    if not a.webhook:
+        return None
+    return WebhookConfig(a.webhook, timeout_s=a.timeout_s, attempts=a.attempts,
+                         backoff_max_s=a.backoff_max_s, close_timeout_s=a.close_timeout_s)
+
+
+def _start_webhook(config: WebhookConfig | None, events: EventLog) -> WebhookSender | None:
+    if config is None:
+        return None
+    sender = WebhookSender(config)
     sender.start()
     events.listen(sender.send)
     return sender

@@ -74,10 +74,14 @@ class TrackAlerts:
                                                 sent.event_id, reason), time.time())
                 del self._sent[key]
                 return None
+            if final:
+                self._sent.pop(key, None)
             return None if sent is None else sent.event_id
         top = result.combined[0]
         if (sent is not None and name == sent.person
                 and top.score < sent.score + self.min_gain):
+            if final:
+                del self._sent[key]
             return sent.event_id  # nothing new to say
         event = AlertEvent(
             stream=span.stream, track_id=span.track_id, person=name,
@@ -90,10 +94,9 @@ class TrackAlerts:
             replaces=None if sent is None else sent.event_id, notice=EVIDENCE_NOTE)
         event_id = self.events.emit(event, time.time())
         self._sent[key] = _Sent(name, float(top.score), event_id)
+        if final:
+            del self._sent[key]  # the track is over: nothing more to say about it
         return event_id
-
-    def forget(self, stream: str, track_id: int) -> None:
-        self._sent.pop((stream, track_id), None)
 
     def _paths(self, crops: tuple[CropRef, ...]) -> tuple[str, ...]:
         root = self.events.path.parent

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -161,6 +162,7 @@ def annotate_stream(footage: str, outdir: Path, stream: str, *,
                     quiet: bool = False) -> AnnotatedVideo:
     """Write ``outdir/annotated.mp4``: ``footage`` with the boxes of ``stream``'s rows in
     ``outdir``'s faces.jsonl and the names of its matched tracks in matches.jsonl."""
+    import av.error
     from tqdm import tqdm
 
     outdir = Path(outdir)
@@ -189,7 +191,15 @@ def annotate_stream(footage: str, outdir: Path, stream: str, *,
             yield image
 
     path = outdir / ANNOTATED
-    write_h264(path, drawn(), fps, CRF)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # the muxer reads the suffix
+    try:
+        write_h264(tmp, drawn(), fps, CRF)
+        os.replace(tmp, path)
+    except (av.error.FFmpegError, OSError) as exc:  # a full disk, say: no half video left
+        raise OutputError(f"{path}: cannot write: {getattr(exc, 'strerror', None) or exc}"
+                          ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
     names = tuple(sorted({lab.name for lab in labels.values() if lab.name}))
     log.info("%s: %d frames, %d boxes", path, counts["frames"], counts["boxes"])
     return AnnotatedVideo(stream, path, counts["frames"], counts["with_faces"], counts["boxes"],

@@ -8,7 +8,8 @@ alerts. :class:`EventLog` serialises them (a lock), flushes each line, never wri
 sender) after the line is on disk, so a receiver never learns of an alert the file lacks.
 
 Line formats are the dataclasses below; every line has ``event`` (its kind), ``event_id``,
-``utc`` (wall-clock time it was written, ISO 8601) and ``stream``.
+``utc`` (wall-clock time it was written, ISO 8601) and ``stream``. ``event_id`` is the run's
+random prefix and a counter (``3f9c2a1b-000001``), unique across runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -141,6 +143,10 @@ class EventLog:
         self._listeners: list[Listener] = []
         self._next = 1
         self.counts = EventCounts()
+        self._error: OutputError | None = None  # the first write failure, raised by close()
+        # unique across runs, so a webhook receiver de-duplicating by event_id never drops
+        # a later run's alerts
+        self.run_id = uuid.uuid4().hex[:8]
         try:
             self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
@@ -157,18 +163,20 @@ class EventLog:
         A write failure (disk full) is logged once per event and raised as OutputError to the
         caller's thread, which decides whether the run can go on."""
         with self._lock:
-            event_id = f"e{self._next:06d}"
+            event_id = f"{self.run_id}-{self._next:06d}"
             self._next += 1
             line = {"event": event.event, "event_id": event_id, "utc": utc_iso(utc),
                     **{k: v for k, v in asdict(event).items() if k != "event"}}
-            self._count(event)
             if self._file is None:
                 raise OutputError(f"{self.path}: already closed")
             try:
                 self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
                 self._file.flush()
             except OSError as exc:
-                raise OutputError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
+                error = OutputError(f"{self.path}: cannot write: {exc.strerror or exc}")
+                self._error = self._error or error
+                raise error from None
+            self._count(event)  # counted once on disk: run.json says what the file holds
         if isinstance(event, (AlertEvent, AlertWithdrawn)):
             for listener in self._listeners:
                 try:
@@ -194,10 +202,15 @@ class EventLog:
             c.alerts += 1
 
     def close(self) -> None:
+        """Close the file; raises the first write failure (OutputError), if any, so the run
+        reports it as its error even when it happened in a decode thread."""
         with self._lock:
             if self._file is not None:
                 try:
                     self._file.close()
                 except OSError as exc:
-                    log.error("%s: %s", self.path, exc.strerror or exc)
+                    self._error = self._error or OutputError(
+                        f"{self.path}: cannot write: {exc.strerror or exc}")
                 self._file = None
+            if self._error is not None:
+                raise self._error

@@ -110,6 +110,11 @@ class Timeline:
             if self._anchor is None:
                 self._anchor = _Anchor(pts, t)
             t = self._anchor.t + float((pts - self._anchor.pts) * time_base)
+            if self.last_t is not None and self.last_wall is not None and t <= self.last_t:
+                # the camera's clock went back (an encoder reset, a pts wrap) without a new
+                # session: re-anchor on the wall time since the last frame, never back
+                t = self.last_t + max(now - self.last_wall, 1e-3)
+                self._anchor = _Anchor(pts, t)
         out = round(Fraction(t) / self.time_base)
         self.last_t, self.last_wall = float(out * self.time_base), now  # as the Frame says
         return out

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import av.error
@@ -78,6 +78,15 @@ class Session:
     abandoned: bool = False  # the watchdog gave up on it: its frames are refused
     clean: bool = False  # ended by the stream (BYE / end of file), not by an error
     outcome: str = ""  # why it ended
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def end(self, outcome: str, clean: bool = False, abandon: bool = False) -> None:
+        """Record how the session ended, once: the watchdog's verdict (``abandon``) and the
+        session thread's own end race, and the first one stands."""
+        with self._lock:
+            if self.abandoned or self.outcome or self.clean:
+                return
+            self.outcome, self.clean, self.abandoned = outcome, clean, abandon
 
 
 def close_session(session: Session, name: str) -> None:
@@ -180,9 +189,10 @@ class LiveSupervisor:
                 limit += self.cfg.open_timeout_s  # still opening
             idle = time.monotonic() - session.heartbeat
             if idle > limit:
-                session.abandoned = True
-                session.outcome = f"stalled: no frame for {idle:.1f} s (source.stall_timeout_s)"
-                self.count("stalls", 1)
+                session.end(f"stalled: no frame for {idle:.1f} s (source.stall_timeout_s)",
+                            abandon=True)
+                if session.abandoned:
+                    self.count("stalls", 1)
                 return
 
     def _session_main(self, session: Session) -> None:
@@ -195,19 +205,19 @@ class LiveSupervisor:
                 session.stream.codec_context.thread_type = "AUTO"
                 session.heartbeat = time.monotonic()
             self.decode(session)
-            session.clean = True
+            session.end("the stream ended", clean=True)
         except Stopped:
-            session.outcome = "stopped"
+            session.end("stopped")
         except av.error.ExitError:
-            session.outcome = f"no data for {self.cfg.read_timeout_s:g} s (source.read_timeout_s)"
+            session.end(f"no data for {self.cfg.read_timeout_s:g} s (source.read_timeout_s)")
         except av.error.FFmpegError as exc:
-            session.outcome = f"read failed: {exc.strerror or exc}"
+            session.end(f"read failed: {exc.strerror or exc}")
         except SourceError as exc:
             text = str(exc)
-            session.outcome = text[len(prefix):] if text.startswith(prefix) else text
+            session.end(text[len(prefix):] if text.startswith(prefix) else text)
         except Exception as exc:  # noqa: BLE001 - reported as the session's outcome
             logger.debug("%s: session %d failed", self.name, session.number, exc_info=True)
-            session.outcome = f"decoding failed: {type(exc).__name__}: {exc}"
+            session.end(f"decoding failed: {type(exc).__name__}: {exc}")
         finally:
             if session.abandoned:
                 logger.info("%s: an abandoned session's read returned", self.name)

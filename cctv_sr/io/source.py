@@ -54,7 +54,7 @@ import numpy as np
 
 from cctv_sr.channel import Channel, End, Failure
 from cctv_sr.config import SourceConfig
-from cctv_sr.errors import SourceError
+from cctv_sr.errors import CctvSrError, SourceError
 from cctv_sr.io.container import (
     RateLimitedWarning,
     SourceInfo,
@@ -363,6 +363,8 @@ class VideoSource:
             return
         try:
             self.on_event(event, time.time())
+        except CctvSrError as exc:  # a full disk: the run reports it when it closes its files
+            logger.error("%s: %s event not recorded: %s", self.name, event.event, exc)
         except Exception:  # noqa: BLE001 - reporting must not end the stream
             logger.exception("%s: could not record a %s event", self.name, event.event)
 
@@ -409,8 +411,8 @@ class VideoSource:
             self._handle(video_frame, session)
 
     def _handle(self, video_frame: Any, session: Session) -> None:
-        if session.abandoned:
-            raise Stopped
+        if session.abandoned or self._stop.is_set():
+            raise Stopped  # nothing (frames, events, counts) after stop() or abandonment
         now = time.monotonic()
         session.heartbeat = now
         with self._lock:
