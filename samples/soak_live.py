@@ -177,8 +177,12 @@ class Summary:
 
 def soak(workdir: Path, clip: Path, gallery: Path, seconds: float, warmup_s: float = 60.0,
          interval_s: float = 5.0, restart_every_s: float = 0.0, fps: int = FPS,
-         extra_set: tuple[str, ...] = (), log=print) -> tuple[Summary, list[Sample]]:
-    """Serve ``clip`` live, run `cctv-sr run` on it for ``seconds``, sample it, stop it."""
+         extra_set: tuple[str, ...] = (), log=print,
+         env: dict[str, str] | None = None) -> tuple[Summary, list[Sample]]:
+    """Serve ``clip`` live, run `cctv-sr run` on it for ``seconds``, sample it, stop it.
+
+    ``env``: variables added to the run's environment (e.g. ``MALLOC_ARENA_MAX``).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "run"
     server = RtspServer(workdir, clip, fps)
@@ -193,6 +197,7 @@ def soak(workdir: Path, clip: Path, gallery: Path, seconds: float, warmup_s: flo
     stderr_path = workdir / "run.stderr"
     with open(stderr_path, "w") as err, open(workdir / "run.stdout", "w") as std:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=std, stderr=err,
+                                env={**os.environ, **(env or {})},
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         t0 = time.monotonic()
         next_restart = t0 + restart_every_s if restart_every_s > 0 else float("inf")
@@ -274,12 +279,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="work dir: clip, gallery, run/, soak.csv, soak.json (default soak_out)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config for the run (repeatable)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment variable for the run, e.g. MALLOC_ARENA_MAX=2 "
+                        "(repeatable)")
     args = p.parse_args(argv)
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--env wants KEY=VALUE, got {item!r}")
+        env[key] = value
     print(f"making the clip and gallery in {args.out} ...", flush=True)
     gallery, clip = make_people(args.out, group_photo(), args.clip_seconds, FPS, args.seed)
     summary, _ = soak(args.out, clip, gallery, args.minutes * 60, args.warmup, args.interval,
                       args.restart_every, FPS, tuple(args.set),
-                      log=lambda line: print(line, flush=True))
+                      log=lambda line: print(line, flush=True), env=env)
     print("\n".join(summary.lines()), flush=True)
     return 0 if summary.status == "stopped" and summary.returncode == 0 else 1
 
