@@ -51,10 +51,14 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
 def run_run(args: argparse.Namespace) -> int:
     from cctv_sr.engine.run import run_inputs
     from cctv_sr.errors import ConfigError
+    from cctv_sr.io.container import is_live_url
     from cctv_sr.io.sources import expand_inputs
+    from cctv_sr.memory import tune_malloc
 
     cfg = run_config(args)
     inputs = expand_inputs(args.footage)
+    if any(is_live_url(i) for i in inputs):
+        tune_malloc()  # hours of live footage with a flat RSS (cctv_sr/memory.py)
     if len(inputs) > 1 and args.stream_id:
         raise ConfigError("--stream-id names the one input of a run; with several inputs each "
                           "stream is named after its file")
