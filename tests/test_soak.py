@@ -8,12 +8,12 @@ read from /proc every 2 s; the run is then stopped with SIGINT.
 
 Bounds, from the measurements in docs/SOAK.md: after a 20 s warm-up (models loaded, first
 faces through SR and embedding) RSS may rise by at most ``RSS_BOUND_MB`` = 80 MB by the end.
-Between reconnects RSS is flat to 0.5 MB, but it steps up by 0-35 MB just after some
-reconnects (a new session thread and decoder; the 10-minute soak stepped up six times and
-then stayed flat at +127 MB for its last five minutes, 2.3 MB of it in the last 100 s): this
-test measured +53 MB over its two reconnects (+36 MB with MALLOC_ARENA_MAX=2). 80 MB leaves
-room for that and still fails a run that keeps the frames it decodes (10 frames/s x 230 KB at
-320x240: about 125 MB over the 55 s after warm-up). Slower leaks are the 10-minute soak's job.
+Before the malloc fix (cctv_sr/memory.py) RSS stepped up by 0-40 MB after reconnects and
+was never given back (this test measured +53 MB and once +96 MB); with it, RSS is flat with
+transient peaks of at most +36 MB that are given back within seconds. 80 MB leaves room for a
+peak at the last sample and still fails a run that keeps the frames it decodes (10 frames/s x
+230 KB at 320x240: about 125 MB over the 55 s after warm-up). Slower leaks are the 10-minute
+soak's job.
 Threads may differ by ``THREAD_SLACK`` = 4 (a session thread and the codec's threads come and
 go at each reconnect); descriptors must not grow by more than 2 (a socket of the session
 being replaced can overlap the new one).
