@@ -247,6 +247,9 @@ class OutputConfig:
     # after their frame, without crop refs (tracks.jsonl lists the best crops); 0: at the
     # track's end, as for files
     flush_s: float = 2.0
+    # live streams: report.html is rewritten this often while the run goes on (0: at the end
+    # only, as for files)
+    report_every_s: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ def validate(cfg: RunConfig) -> None:
          "source.reconnect_max_backoff_s must be >= source.reconnect_backoff_s"),
         (cfg.source.stall_timeout_s > 0, "source.stall_timeout_s must be > 0"),
         (cfg.output.flush_s >= 0, "output.flush_s must be >= 0 (0: at the track's end)"),
+        (cfg.output.report_every_s >= 0, "output.report_every_s must be >= 0 (0: at the end)"),
         (cfg.alerts.timeout_s > 0, "alerts.timeout_s must be > 0"),
         (cfg.alerts.attempts >= 1, "alerts.attempts must be >= 1"),
         (cfg.alerts.backoff_max_s >= 0.5, "alerts.backoff_max_s must be >= 0.5"),

@@ -117,7 +117,7 @@ def test_three_camera_restarts_and_a_webhook_that_was_down(
          "--gallery", str(db), "--alert-webhook", receiver.url, "--quiet", "--json",
          "--set", "source.reconnect_backoff_s=0.3", "--set", "source.reconnect_max_backoff_s=1",
          "--set", "source.read_timeout_s=3", "--set", "alerts.backoff_max_s=1",
-         "--set", "alerts.attempts=60"],
+         "--set", "alerts.attempts=60", "--set", "output.report_every_s=2"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     events = out / "events.jsonl"
@@ -134,6 +134,9 @@ def test_three_camera_restarts_and_a_webhook_that_was_down(
                 wait_for("rows of an open track", lambda: {
                     f["track_id"] for f in lines(out / "faces.jsonl")} - {None} - {
                     t["track_id"] for t in lines(out / "tracks.jsonl")}, 15)
+                # and the report is there to open while the run goes on
+                wait_for("report.html during the run", (out / "report.html").exists, 15)
+                assert "RUNNING" in (out / "report.html").read_text().upper()
             camera.kill()
             time.sleep(1.0)
             assert camera.start()

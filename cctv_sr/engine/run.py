@@ -39,6 +39,7 @@ from cctv_sr.io.run_record import (
 )
 from cctv_sr.io.source import SourceInfo, SourceStats, VideoSource, file_sha256, is_live_url
 from cctv_sr.io.sources import MergedSource, stream_names
+from cctv_sr.report.refresh import ReportRefresher
 from cctv_sr.sr import create_super_resolver as create_sr
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,10 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
     total = sum(c for c in counts if c) if all(counts) else None
     progress = RunProgress(source, total, cfg.source.stride, cfg.source.max_fps, disable=quiet)
     live = any(i.is_live for i in infos)
+    refresher = None
+    if live and cfg.output.report_every_s > 0:  # an operator can open it at any time
+        refresher = ReportRefresher(Path(outdir), cfg.output.report_every_s)
+        refresher.start()
     status, error = "complete", None
     stats: PipelineStats = pipeline.stats
     t0 = time.perf_counter()
@@ -199,6 +204,8 @@ def run_inputs(inputs: list[str], outdir: Path, cfg: RunConfig, *,
     finally:
         progress.close()
         source.stop()
+        if refresher is not None:
+            refresher.stop()
         error = _close_outputs([*writers.values(), *identities.values(), events], error)
         if error is not None:
             status = "failed"
