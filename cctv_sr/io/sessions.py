@@ -1,4 +1,5 @@
-"""The connections of a live stream: one thread per session, a watchdog, reconnects.
+"""The sessions of a source: decoding one (:class:`SessionDecoder`) and, for a live stream,
+one thread per session, a watchdog, reconnects (:class:`LiveSupervisor`).
 
 :class:`LiveSupervisor` is what a live :class:`~cctv_sr.io.source.VideoSource`'s decode thread
 runs. Each session (connection) runs in its own thread: open (the first one was opened by
@@ -30,13 +31,14 @@ import av.error
 
 from cctv_sr.config import SourceConfig
 from cctv_sr.errors import SourceError
-from cctv_sr.io.container import SourceInfo, open_container, video_stream
+from cctv_sr.io.container import RateLimitedWarning, SourceInfo, open_container, video_stream
 from cctv_sr.io.events import Event, OutageEnd, OutageStart, StreamLost
 from cctv_sr.io.live import Backoff, Timeline
 
 logger = logging.getLogger(__name__)
 
 _WATCH_S = 0.2  # how often the watchdog looks at a session
+_MAX_READ_RETRIES = 3  # consecutive demuxer errors in a file before it is treated as ended
 
 
 class Stopped(Exception):
@@ -97,6 +99,58 @@ def close_session(session: Session, name: str) -> None:
         container.close()
     except Exception:  # noqa: BLE001 - closing must not mask the real outcome
         logger.debug("%s: error closing container", name, exc_info=True)
+
+
+class SessionDecoder:
+    """Demuxes and decodes one session to its end, handing each decoded frame to
+    ``on_frame``. A packet that fails to decode is counted and skipped; a file survives a few
+    consecutive demuxer errors (then ends, flushing the decoder); a live stream's demuxer error
+    ends the session (the supervisor reopens it)."""
+
+    def __init__(self, name: str, live: bool, stop: threading.Event,
+                 on_frame: Callable[[Any, Session], None],
+                 count: Callable[[str, int], None]) -> None:
+        self.name, self.live, self.stop = name, live, stop
+        self.on_frame, self.count = on_frame, count
+        self._warn = RateLimitedWarning()
+
+    def run(self, session: Session) -> None:
+        container, stream = session.container, session.stream
+        failures = 0
+        while True:
+            try:
+                for packet in container.demux(stream):
+                    failures = 0
+                    if self.stop.is_set() or session.abandoned:
+                        return
+                    self._decode(packet, session)
+                return
+            except av.error.ExitError:
+                raise
+            except av.error.FFmpegError as exc:
+                if self.live:
+                    raise
+                failures += 1
+                self.count("decode_errors", 1)
+                self._warn(f"{self.name}: read error ({exc.strerror or exc}), skipping")
+                if failures >= _MAX_READ_RETRIES:
+                    logger.warning("%s: unreadable from here on, ending the file", self.name)
+                    self._decode(None, session)  # flush frames still inside the decoder
+                    return
+
+    def _decode(self, packet: Any, session: Session) -> None:
+        try:
+            frames = session.stream.codec_context.decode(packet)
+        except av.error.ExitError:
+            raise
+        except av.error.FFmpegError as exc:
+            self.count("decode_errors", 1)
+            where = f" at pts {packet.pts}" if packet is not None else ""
+            self._warn(f"{self.name}: packet{where} failed to decode "
+                       f"({exc.strerror or exc}), skipped")
+            return
+        for video_frame in frames:
+            self.on_frame(video_frame, session)
 
 
 @dataclass

@@ -29,12 +29,10 @@ count (or duration) its container states is reported in ``truncation`` (a warnin
 says ``truncated``).
 
 Threading: :meth:`VideoSource.stop` may be called from any thread (e.g. a Ctrl-C handler);
-the consumer's loop then ends within ~0.1 s and ``stop()`` joins the decode thread. The decode
-thread notices the stop between packets, which is immediate for files and flowing streams. A
-read blocked on a stream that has gone silent can only be interrupted by PyAV's read timeout,
-so in that one case ``stop()`` gives up joining after its ``timeout`` (2 s) and the thread, a
-daemon that closes its own container, exits by itself within ``source.read_timeout_s``.
-A source is iterated once; leaving the loop early (``break``) stops it and joins the thread.
+the consumer's loop then ends within ~0.1 s and ``stop()`` joins the decode thread. A live
+session blocked in a read of a silent stream runs in its own daemon thread, which closes its
+container when FFmpeg returns. A source is iterated once; leaving the loop early (``break``)
+stops it and joins the thread.
 """
 
 from __future__ import annotations
@@ -71,6 +69,7 @@ from cctv_sr.io.live import StreamClock, Thinning, Timeline, creation_epoch
 from cctv_sr.io.sessions import (
     LiveSupervisor,
     Session,
+    SessionDecoder,
     Stopped,
     Truncation,
     close_session,
@@ -90,7 +89,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.05  # how often the consumer re-checks the stop flag and the decode thread
-_MAX_READ_RETRIES = 3  # consecutive demuxer errors in a file before it is treated as ended
 _DEFAULT_CONFIG = SourceConfig()  # frozen, so one shared default is safe
 
 
@@ -128,7 +126,6 @@ class VideoSource:
         self._thread: threading.Thread | None = None
         self._iterating = False
         self._counts = {k: 0 for k in SourceStats.__dataclass_fields__}
-        self._warn_decode = RateLimitedWarning()
         self._warn_drop = RateLimitedWarning(first=1, every_s=30.0)
         self._thin = Thinning(cfg.stride, cfg.max_fps)
         self._time_base = Fraction(1, 1)  # the stream's, set by open()
@@ -136,6 +133,8 @@ class VideoSource:
         self.clock = StreamClock()  # stream seconds -> UTC (set by open() / the first frame)
         self.truncation: Truncation | None = None  # set when a file ended early
         self._timeline = Timeline(self._time_base, self.is_live)
+        self._decoder = SessionDecoder(self.name, self.is_live, self._stop, self._handle,
+                                       self._count)
         self._live = self._supervisor()
 
     # ----------------------------------------------------------------- public API
@@ -209,7 +208,7 @@ class VideoSource:
                 "(source.read_timeout_s)", self.name, self.cfg.read_timeout_s,
             )
         else:
-            self._drain()
+            self._queue.clear()
 
     def close(self) -> None:
         """Stop and release the container (the decode thread closes it if it was started)."""
@@ -283,11 +282,8 @@ class VideoSource:
 
     def _supervisor(self) -> LiveSupervisor:
         return LiveSupervisor(self.url, self.name, self.stream_id, self.cfg, self._stop,
-                              self._timeline, self._decode_all, self._emit, self._count,
+                              self._timeline, self._decoder.run, self._emit, self._count,
                               lambda: self.stats.decoded)
-
-    def _drain(self) -> None:
-        self._queue.clear()
 
     # ----------------------------------------------------------------- decode thread
 
@@ -329,7 +325,7 @@ class VideoSource:
             session = Session(1, self._container, self._stream, time.monotonic())
             self._container = None  # the session owns it now
         try:
-            self._decode_all(session)
+            self._decoder.run(session)
         except av.error.FFmpegError as exc:
             raise self._failure(f"{self.name}: read failed: {exc.strerror or exc}",
                                 exc) from None
@@ -367,48 +363,6 @@ class VideoSource:
             logger.error("%s: %s event not recorded: %s", self.name, event.event, exc)
         except Exception:  # noqa: BLE001 - reporting must not end the stream
             logger.exception("%s: could not record a %s event", self.name, event.event)
-
-    # both ---------------------------------------------------------------------------------
-    def _decode_all(self, session: Session) -> None:
-        """Demux and decode to the end; files survive a few consecutive demuxer errors."""
-        container, stream = session.container, session.stream
-        failures = 0
-        while True:
-            try:
-                for packet in container.demux(stream):
-                    failures = 0
-                    if self._stop.is_set() or session.abandoned:
-                        return
-                    self._decode(packet, session)
-                return
-            except av.error.ExitError:
-                raise
-            except av.error.FFmpegError as exc:
-                if self.is_live:
-                    raise
-                failures += 1
-                self._count("decode_errors")
-                self._warn_decode(f"{self.name}: read error ({exc.strerror or exc}), skipping")
-                if failures >= _MAX_READ_RETRIES:
-                    logger.warning("%s: unreadable from here on, ending the file", self.name)
-                    self._decode(None, session)  # flush frames still inside the decoder
-                    return
-
-    def _decode(self, packet: Any, session: Session) -> None:
-        try:
-            frames = session.stream.codec_context.decode(packet)
-        except av.error.ExitError:
-            raise
-        except av.error.FFmpegError as exc:
-            self._count("decode_errors")
-            where = f" at pts {packet.pts}" if packet is not None else ""
-            self._warn_decode(
-                f"{self.name}: packet{where} failed to decode "
-                f"({exc.strerror or exc}), skipped"
-            )
-            return
-        for video_frame in frames:
-            self._handle(video_frame, session)
 
     def _handle(self, video_frame: Any, session: Session) -> None:
         if session.abandoned or self._stop.is_set():
