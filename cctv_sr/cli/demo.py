@@ -17,13 +17,13 @@ OUTDIR afterwards::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cctv_sr import EVIDENCE_NOTE
 from cctv_sr.errors import ConfigError, OutputError
+from cctv_sr.io.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,7 @@ def read_verdicts(matches_jsonl: Path) -> list[TrackVerdict]:
     if not matches_jsonl.is_file():
         return []
     out = []
-    for line in matches_jsonl.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for row in read_jsonl(matches_jsonl):
         best = row["candidates"][0] if row.get("candidates") else None
         out.append(TrackVerdict(int(row["track_id"]), row.get("decision"),
                                 None if best is None else float(best["score"]),

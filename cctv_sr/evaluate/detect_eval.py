@@ -12,7 +12,6 @@ end-to-end frames/s over decode-only frames/s of the same clip, measured back to
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from cctv_sr.config import RunConfig
 from cctv_sr.data.scene import SceneTruth
 from cctv_sr.engine.run import run_footage
 from cctv_sr.evaluate.bench import decode_only
+from cctv_sr.io.jsonl import read_jsonl
 from cctv_sr.track.tracker import iou_matrix
 
 MIN_IOU = 0.3
@@ -79,8 +79,7 @@ class ConfigResult:
 
 
 def read_faces(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    return read_jsonl(path)
 
 
 def boxes_by_frame(faces: Sequence[Mapping], detected_only: bool) -> dict[int, np.ndarray]:

@@ -19,7 +19,6 @@ it is skipped with a warning. Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import defaultdict
@@ -33,6 +32,7 @@ from cctv_sr.data.encode import write_h264
 from cctv_sr.errors import OutputError, SourceError
 from cctv_sr.face.draw import MATCH_BGR, TRACK_BGR, UNTRACKED_BGR, face_box
 from cctv_sr.io.container import is_live_url
+from cctv_sr.io.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +73,13 @@ class AnnotatedVideo:
     names: tuple[str, ...]
 
 
-def _lines(path: Path) -> Iterator[dict]:
+def _lines(path: Path) -> list[dict]:
+    """The rows of a JSONL file the run wrote (none when it is absent); a run that crashed
+    may leave a torn last line, which is skipped with a warning."""
     if not path.is_file():
-        return
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot read the run's rows ({exc})") from exc
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:  # a run that crashed may leave a torn last line
-            log.warning("%s:%d: not a JSON line, skipped", path, number)
+        return []
+    return read_jsonl(path, lambda n, _last: log.warning("%s:%d: not a JSON line, skipped",
+                                                          path, n))
 
 
 def read_face_boxes(faces_jsonl: Path, stream: str) -> dict[int, list[FaceBox]]:

@@ -1,4 +1,5 @@
-"""A JSONL file written in time order although its lines become final out of order.
+"""JSONL files: written in time order although their lines become final out of order
+(:class:`OrderedJsonl`), and read back (:func:`read_jsonl`).
 
 A face row is final only when its track ends, and tracks end in any order. The analysis stage
 says, with each track end, below which frame every row of the stream is final
@@ -12,8 +13,10 @@ person standing in view of a live camera for an hour holds an hour of lines.
 from __future__ import annotations
 
 import heapq
+import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from cctv_sr.errors import OutputError
 
@@ -58,3 +61,35 @@ class OrderedJsonl:
                     self._file.close()
                 except OSError:  # the write error above already says what went wrong
                     pass
+
+
+#: Called with (1-based line number, whether it is the file's unterminated last line) for a
+#: line that is not a JSON object.
+BadLine = Callable[[int, bool], None]
+
+
+def read_jsonl(path: Path, on_bad: BadLine | None = None) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, blank lines skipped. A line that is not a JSON
+    object goes to ``on_bad`` (a run stopped mid-write leaves a cut last line) and is
+    skipped; without ``on_bad`` it is an OutputError. A missing or unreadable file is an
+    OutputError too."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    lines = text.split("\n")
+    out: list[dict[str, Any]] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            out.append(value)
+        elif on_bad is None:
+            raise OutputError(f"{path}:{i + 1}: not a JSON object")
+        else:
+            on_bad(i + 1, i == len(lines) - 1)
+    return out

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cctv_sr.errors import OutputError
+from cctv_sr.io.jsonl import read_jsonl as jsonl_objects
 from cctv_sr.report.model import (
     Candidate,
     Crop,
@@ -80,30 +81,18 @@ def _stats(d: dict[str, Any]) -> tuple[Stat, ...]:
 def read_jsonl(path: Path, issues: list[Issue], label: str) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file; a cut-short last line or a broken line is skipped
     and recorded in ``issues`` (``label``: the path as the report names it)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        issues.append(Issue(label, f"cannot be read: {exc.strerror or exc}"))
-        return []
-    lines = text.split("\n")
-    out: list[dict[str, Any]] = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            if i == len(lines) - 1:  # no newline after it: the writer was stopped mid-line
-                issues.append(Issue(label, f"last line ({i + 1}) is cut short and was skipped "
-                                           "(the run stopped while writing it)"))
-            else:
-                issues.append(Issue(label, f"line {i + 1} is not JSON and was skipped"))
-            continue
-        if isinstance(value, dict):
-            out.append(value)
+    def bad(number: int, last: bool) -> None:
+        if last:  # no newline after it: the writer was stopped mid-line
+            issues.append(Issue(label, f"last line ({number}) is cut short and was skipped "
+                                       "(the run stopped while writing it)"))
         else:
-            issues.append(Issue(label, f"line {i + 1} is not a JSON object and was skipped"))
-    return out
+            issues.append(Issue(label, f"line {number} is not a JSON object and was skipped"))
+
+    try:
+        return jsonl_objects(path, bad)
+    except OutputError as exc:
+        issues.append(Issue(label, str(exc).removeprefix(f"{path}: ")))
+        return []
 
 
 def safe_href(root: Path, folder: str, rel: object) -> str | None:
