@@ -86,7 +86,6 @@ def run_demo(args: argparse.Namespace) -> int:
     from cctv_sr.engine.run import run_footage
     from cctv_sr.identity.gallery import build_gallery
     from cctv_sr.io.annotate import annotate_stream
-    from cctv_sr.report import write_report
 
     outdir: Path = args.outdir
     quiet: bool = args.quiet
@@ -108,7 +107,6 @@ def run_demo(args: argparse.Namespace) -> int:
     result = run_footage(str(footage.clip), results, cfg, overwrite=True, quiet=quiet)
     _say(quiet, f"3/4 run: {result.faces} faces, {result.tracks} tracks -> {results}")
     video = annotate_stream(str(footage.clip), results, "cam0", quiet=quiet)
-    report = write_report(results)  # again, now that annotated.mp4 is there too
     _say(quiet, f"4/4 annotated video: {video.path}")
     verdicts = read_verdicts(results / "matches.jsonl")
     for v in verdicts:
@@ -120,6 +118,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if not verdicts:
         print("no tracks were scored")
     print(f"took {time.perf_counter() - t0:.0f} s")
-    print(f"open {report}")
+    if result.report is not None:  # the run wrote it (a failure there was a warning)
+        print(f"open {result.report}")
     _say(quiet, f"note: {EVIDENCE_NOTE}")
     return 0

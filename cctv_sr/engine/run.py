@@ -39,6 +39,7 @@ from cctv_sr.io.run_record import (
 )
 from cctv_sr.io.source import SourceInfo, SourceStats, VideoSource, file_sha256, is_live_url
 from cctv_sr.io.sources import MergedSource, stream_names
+from cctv_sr.report import write_report
 from cctv_sr.report.refresh import ReportRefresher
 from cctv_sr.sr import create_super_resolver as create_sr
 
@@ -273,8 +274,6 @@ def _start_webhook(config: WebhookConfig | None, events: EventLog) -> WebhookSen
 
 def _write_report(outdir: Path) -> Path | None:
     """report.html from what the run wrote; a failure here never fails the run."""
-    from cctv_sr.report import write_report
-
     try:
         return write_report(outdir)
     except CctvSrError as exc:
