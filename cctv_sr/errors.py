@@ -31,6 +31,12 @@ class BackendUnavailableError(CctvSrError, ImportError):
 class OutputError(CctvSrError, OSError):
     """The output directory cannot be written."""
 
+    @classmethod
+    def cannot_write(cls, path: object, exc: OSError) -> OutputError:
+        """The one-line error for a failed write of ``path`` (``No space left on device``,
+        not a traceback)."""
+        return cls(f"{path}: cannot write: {exc.strerror or exc}")
+
 
 class PipelineError(CctvSrError, RuntimeError):
     """A pipeline stage failed; the original exception is chained as ``__cause__``."""

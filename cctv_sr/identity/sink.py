@@ -109,7 +109,7 @@ class IdentityWriter:
         try:
             self._file: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            raise OutputError(f"{path}: cannot write: {exc}") from None
+            raise OutputError.cannot_write(path, exc) from None
 
     def handle(self, item: WriterMessage) -> None:
         if isinstance(item, Saved):
@@ -213,7 +213,7 @@ class IdentityWriter:
             self._file.write(to_line(line))
             self._file.flush()
         except OSError as exc:
-            raise OutputError(f"{self._file.name}: cannot write: {exc.strerror or exc}") from None
+            raise OutputError.cannot_write(self._file.name, exc) from None
         self.write_s += time.perf_counter() - t0
 
     def _decide(self, acc: TrackEmbeddings, evidence: list[FaceEvidence]

@@ -150,7 +150,7 @@ class EventLog:
         try:
             self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
+            raise OutputError.cannot_write(self.path, exc) from None
 
     def listen(self, listener: Listener) -> None:
         """Call ``listener(line)`` with each alert (and withdrawal) line after it is
@@ -173,7 +173,7 @@ class EventLog:
                 self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
                 self._file.flush()
             except OSError as exc:
-                error = OutputError(f"{self.path}: cannot write: {exc.strerror or exc}")
+                error = OutputError.cannot_write(self.path, exc)
                 self._error = self._error or error
                 raise error from None
             self._count(event)  # counted once on disk: run.json says what the file holds
@@ -209,8 +209,7 @@ class EventLog:
                 try:
                     self._file.close()
                 except OSError as exc:
-                    self._error = self._error or OutputError(
-                        f"{self.path}: cannot write: {exc.strerror or exc}")
+                    self._error = self._error or OutputError.cannot_write(self.path, exc)
                 self._file = None
             if self._error is not None:
                 raise self._error

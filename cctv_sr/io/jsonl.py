@@ -29,7 +29,7 @@ class OrderedJsonl:
         try:
             self._file: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            raise OutputError(f"{path}: cannot write: {exc}") from None
+            raise OutputError.cannot_write(path, exc) from None
         self._heap: list[tuple[int, int, int, str]] = []
         self._seq = 0  # keeps arrival order among equal keys
 
@@ -49,7 +49,7 @@ class OrderedJsonl:
             if wrote:
                 self._file.flush()
         except OSError as exc:  # a full disk: one error line, not a traceback
-            raise OutputError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
+            raise OutputError.cannot_write(self.path, exc) from None
 
     def close(self) -> None:
         """Write what is still held, then close."""

@@ -66,9 +66,8 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     rewritten in place instead, in blocks it already owns: it ends in up to 4 KiB of
     whitespace (valid JSON) so that the final ``failed`` record still fits. The temporary file
     never outlives a failure. Raises OutputError (one line) when neither works."""
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    body = text.encode("utf-8")
-    body += b" " * (_JSON_SLACK - len(body) % _JSON_SLACK) + b"\n"
+    text = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    body = text + b" " * (_JSON_SLACK - len(text) % _JSON_SLACK) + b"\n"
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_bytes(body)
@@ -84,16 +83,16 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         size = path.stat().st_size
     except OSError:
         size = 0
-    if len(text.encode("utf-8")) + 1 > size:
-        raise OutputError(f"{path}: cannot write: {first.strerror or first}") from None
+    if len(text) + 1 > size:
+        raise OutputError.cannot_write(path, first) from None
     try:  # in place, within the file's own size: the text, then blanks to the old length
         with open(path, "r+b") as handle:
-            handle.write(text.encode("utf-8").rstrip(b"\n") + b"\n")
+            handle.write(text)
             handle.write(b" " * (size - handle.tell() - 1) + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise OutputError.cannot_write(path, exc) from None
     log.warning("%s: rewritten in place (%s)", path, first.strerror or first)
 
 
@@ -135,7 +134,7 @@ class OutputWriter:
         try:
             (self.outdir / "NOTICE.txt").write_text(EVIDENCE_NOTE + "\n", encoding="utf-8")
         except OSError as exc:
-            raise OutputError(f"{self.outdir}: cannot write: {exc.strerror or exc}") from None
+            raise OutputError.cannot_write(self.outdir, exc) from None
         self._faces = OrderedJsonl(self.outdir / "faces.jsonl")
         self._tracks = OrderedJsonl(self.outdir / "tracks.jsonl")
         self._final_before: dict[str, int | None] = {}
