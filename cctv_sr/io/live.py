@@ -1,4 +1,4 @@
-"""Time and reconnection of one source: stream time from 0, wall-clock UTC, backoff.
+"""Time of one source: stream time from 0, wall-clock UTC, which frames are analysed.
 
 :class:`Timeline` turns each decoded frame's pts into the run's stream time, which starts at 0
 at the first frame (so ``seconds`` lines up with a player's 0:00) and, for live streams, goes
@@ -7,8 +7,7 @@ the first frame of a session often has none), so each session is anchored at the
 resumed, and time never goes back. The frame's pts is rewritten in the first session's time
 base. :class:`StreamClock` maps stream time to wall-clock UTC: for a live stream the epoch is
 the wall time of its first frame, for a file the container's ``creation_time`` when it states
-one (else none). :class:`Thinning` applies stride and max_fps; :class:`Backoff` spaces
-reopen attempts.
+one (else none). :class:`Thinning` applies stride and max_fps.
 
 Threading: a Timeline belongs to its source's decode thread; a StreamClock is set once by
 that thread before its first frame is queued and read by the writer thread afterwards (the
@@ -146,17 +145,3 @@ class Thinning:
             self._last = now
             return True
         return False
-
-
-class Backoff:
-    """Delays between reopen attempts: ``base`` doubling up to ``cap`` seconds."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base, self.cap = base, cap
-        self.failures = 0  # attempts in a row that gave no frame
-
-    def next_delay(self) -> float:
-        return min(self.base * (2 ** max(self.failures - 1, 0)), self.cap)
-
-    def reset(self) -> None:
-        self.failures = 0

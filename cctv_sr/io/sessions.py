@@ -8,7 +8,8 @@ it with a watchdog: a session that yields no frame for ``source.stall_timeout_s`
 ``open_timeout_s`` while it is still opening) is abandoned, because PyAV's interrupt-callback
 timeouts do not cover every read that hangs inside FFmpeg; its frames are refused from then
 on and it closes its own container when FFmpeg returns. A session that had frames starts an
-outage; the stream is reopened with :class:`~cctv_sr.io.live.Backoff` until a session yields a
+outage; the stream is reopened, ``reconnect_backoff_s`` doubling per failed attempt up to
+``reconnect_max_backoff_s`` between attempts, until a session yields a
 frame (the outage ends) or ``source.max_reconnects`` attempts in a row failed (the stream is
 lost: SourceError). ``max_reconnects = 0``: no reconnects, a clean end ends the stream.
 
@@ -33,7 +34,7 @@ from cctv_sr.config import SourceConfig
 from cctv_sr.errors import SourceError
 from cctv_sr.io.container import RateLimitedWarning, SourceInfo, open_container, video_stream
 from cctv_sr.io.events import Event, OutageEnd, OutageStart, StreamLost
-from cctv_sr.io.live import Backoff, Timeline
+from cctv_sr.io.live import Timeline
 
 logger = logging.getLogger(__name__)
 
@@ -176,14 +177,12 @@ class LiveSupervisor:
         or stop() (raises Stopped). ``container``/``stream``: the first session, opened."""
         cfg = self.cfg
         session = Session(1, container, stream, time.monotonic())
-        backoff = Backoff(cfg.reconnect_backoff_s, cfg.reconnect_max_backoff_s)
         while True:
             self._watch(session)
             if self.stop.is_set():
                 raise Stopped
             reason = session.outcome or "the stream ended"
             if session.frames:
-                backoff.reset()
                 if cfg.max_reconnects == 0:
                     if session.clean:
                         return  # the stream ended and reconnecting is off: a normal end
@@ -197,7 +196,6 @@ class LiveSupervisor:
                     if session.clean:
                         reason = "no decodable video frames"
                     raise SourceError(f"{self.name}: {reason}")
-                backoff.failures += 1
                 if self.outage is None:  # the first session, before its first frame
                     self.outage = _Outage(time.monotonic())
                     self.emit(OutageStart(self.stream_id, reason, None, 0))
@@ -207,10 +205,12 @@ class LiveSupervisor:
                     raise SourceError(
                         f"{self.name}: lost: {self.outage.attempts} reconnect attempts in a "
                         f"row failed (source.max_reconnects); last: {reason}")
-            if self.stop.wait(backoff.next_delay()):
+            # the wait doubles with each failed attempt (the exponent capped: a camera away
+            # for days must not overflow it)
+            delay = cfg.reconnect_backoff_s * 2.0 ** min(max(self.outage.attempts - 1, 0), 30)
+            if self.stop.wait(min(delay, cfg.reconnect_max_backoff_s)):
                 raise Stopped
-            if self.outage is not None:
-                self.outage.attempts += 1
+            self.outage.attempts += 1
             self.count("reconnect_attempts", 1)
             self.timeline.new_session()
             session = Session(session.number + 1, None, None, time.monotonic())
