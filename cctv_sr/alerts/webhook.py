@@ -265,7 +265,8 @@ class WebhookSender:
                 return outcome
             if attempt + 1 == self.config.attempts or self._abandon.is_set():
                 break
-            delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2.0 ** attempt)
+            delay = min(self.config.backoff_max_s,  # exponent capped: 2.0 ** 1024 overflows
+                        self.config.backoff_base_s * 2.0 ** min(attempt, 30))
             delay *= random.uniform(0.5, 1.0)
             if server_delay is not None:
                 delay = min(self.config.backoff_max_s, server_delay)
