@@ -68,14 +68,15 @@ class ScanConfig:
     motion_height: int = 160  # rows of the grey image motion is computed on
     motion_alpha: float = 0.05  # running-average background learning rate per analysed frame
     motion_thresh: int = 14  # grey-level difference that counts as motion
-    motion_min_area: int = 4  # least blob area, in pixels of the motion image
+    motion_min_area: int = 20  # least blob area in motion-image pixels, after dilation (one
+    # moving pixel dilates to a 5 x 5 square of area 16: noise, not a blob)
     max_motion_share: float = 0.4  # more of the image moving: a moving camera, no blobs
     target_face_px: float = 40.0  # regions are scaled so the expected face is about this wide
     max_upscale: float = 2.5  # at most this upsampling of a region (a 16 px face seen at 40)
     region_faces: float = 2.5  # a track's region side in face widths
     min_region_px: int = 48  # least region side in frame pixels
     detect_interval_s: float = 0.12  # run the detector on regions at most this often
-    full_frame_s: float = 1.0  # search the whole frame this often (people standing still)
+    full_frame_s: float = 2.0  # search the whole frame this often (people standing still)
     static_check_s: float = 0.4  # a track over no motion is re-checked this often (at most half
     # of tracker.max_lost_s, so a still track never ends unchecked)
     cut_thresh: float = 0.45  # grey-histogram distance between frames that marks a shot cut

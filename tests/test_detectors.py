@@ -353,3 +353,22 @@ def test_nms_union_and_min() -> None:
     groups = np.array([0, 1, 0, 1])
     assert sorted(batched_nms(boxes, scores, groups, 0.5).tolist()) == [0, 1, 2, 3]
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
+
+
+def test_yunet_keeps_one_network_per_input_size(group_photo: np.ndarray,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images of several sizes, interleaved: the same faces as one fresh detector per image,
+    and no more networks kept than MAX_NETS (the shipped YuNet file)."""
+    from cctv_sr.detect import yunet
+
+    monkeypatch.setattr(yunet, "MAX_NETS", 2)
+    detector = build("yunet")
+    images = [group_photo, cv2.resize(group_photo, None, fx=0.75, fy=0.75),
+              np.ascontiguousarray(group_photo[:320, :320])]
+    order = [0, 1, 2, 0, 2, 1, 0]
+    found = [detector.detect([images[k]])[0] for k in order]
+    assert len(detector._nets) == 2  # type: ignore[attr-defined]
+    for k, dets in zip(order, found):
+        fresh = build("yunet").detect([images[k]])[0]
+        assert len(dets) == len(fresh) >= 1
+        np.testing.assert_allclose(dets.xyxy, fresh.xyxy, atol=1e-3)

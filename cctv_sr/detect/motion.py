@@ -12,6 +12,7 @@ a light switched on) there are no blobs: motion cannot say where people are. Cos
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -21,6 +22,9 @@ from cctv_sr.config import ScanConfig
 
 _HIST_BINS = 32
 _KERNEL = np.ones((3, 3), np.uint8)
+# How far (mask pixels) motion may spread between two searches and still be the same motion.
+NEW_REACH = 4
+_REACH = np.ones((2 * NEW_REACH + 1, 2 * NEW_REACH + 1), np.uint8)
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,6 +36,31 @@ class Motion:
     cut: bool
     mask: np.ndarray
     step: int
+
+    def blobs_outside(self, boxes: Sequence[np.ndarray], min_area: int,
+                      since: np.ndarray | None = None) -> np.ndarray:
+        """Blobs (N, 4) of the motion left once ``boxes`` (xyxy, frame pixels) are cleared from
+        the mask: the people who move and are not followed yet, no longer merged into one
+        blob with the tracked people beside them. With ``since`` (an earlier mask of this
+        stream), only the motion that is new since then: moving pixels farther than
+        :data:`NEW_REACH` mask pixels from any that moved then (an opening drops the slivers
+        at a walker's leading edge), so someone who appears inside a group's blob is a blob of
+        their own."""
+        if not len(self.blobs):
+            return self.blobs
+        if not len(boxes) and since is None:
+            return self.blobs
+        mask = self.mask.copy()
+        h, w = mask.shape
+        for box in boxes:
+            x0, y0, x1, y1 = (np.asarray(box, np.float64) / self.step).tolist()
+            ix0, iy0 = min(max(int(x0), 0), w), min(max(int(y0), 0), h)
+            ix1, iy1 = min(max(int(np.ceil(x1)), 0), w), min(max(int(np.ceil(y1)), 0), h)
+            mask[iy0:iy1, ix0:ix1] = 0
+        if since is not None and since.shape == mask.shape:
+            mask[cv2.dilate(since, _REACH) > 0] = 0
+            mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _KERNEL)
+        return blob_boxes(mask, self.step, min_area)
 
     def moving(self, box: np.ndarray, min_share: float = 0.05) -> bool:
         """Whether at least ``min_share`` of ``box`` (xyxy, frame pixels) is moving."""
@@ -82,12 +111,17 @@ class MotionGate:
             # The camera moves (or the light changed): motion says nothing about where people
             # are; the tracks' own regions and the full-frame passes find them.
             return Motion(np.zeros((0, 4), np.float32), False, mask, step)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        boxes = []
-        for contour in contours:
-            if cv2.contourArea(contour) < self.cfg.motion_min_area:
-                continue
-            x, y, w, h = cv2.boundingRect(contour)
-            boxes.append((x * step, y * step, (x + w) * step, (y + h) * step))
-        blobs = np.asarray(boxes, np.float32).reshape(-1, 4)
-        return Motion(blobs, False, mask, step)
+        return Motion(blob_boxes(mask, step, self.cfg.motion_min_area), False, mask, step)
+
+
+def blob_boxes(mask: np.ndarray, step: int, min_area: int) -> np.ndarray:
+    """Bounding boxes (N, 4) xyxy in frame pixels of the mask's outer contours of at least
+    ``min_area`` mask pixels."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    boxes = []
+    for contour in contours:
+        if cv2.contourArea(contour) < min_area:
+            continue
+        x, y, w, h = cv2.boundingRect(contour)
+        boxes.append((x * step, y * step, (x + w) * step, (y + h) * step))
+    return np.asarray(boxes, np.float32).reshape(-1, 4)

@@ -2,10 +2,11 @@
 
 A region is a square of the frame (always inside it) and the factor it is resized by before
 detection: a 16 px face in a region scaled 2.5x is seen at 40 px, where detectors find it; a
-120 px face is seen at 64. Regions come from motion blobs (the head is the top of a
-person-sized blob) and from the predicted boxes of live tracks, and overlapping ones are
-merged. :func:`detect_regions` runs any :class:`~cctv_sr.detect.base.FaceDetector` over them
-in one batched call and maps boxes and landmarks back to frame pixels exactly.
+120 px face is seen at 64. The detector's input side is rounded up to a multiple of 32 px.
+Regions come from motion blobs (the head is the top of a person-sized blob) and from the
+predicted boxes of live tracks, and overlapping ones are merged. :func:`detect_regions` runs
+any :class:`~cctv_sr.detect.base.FaceDetector` over them in one batched call and maps boxes
+and landmarks back to frame pixels exactly.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ from cctv_sr.records import FaceDetections
 MIN_SEEN_FACE_PX = 48.0
 # Detector input side above which a region is shrunk instead (its faces are large anyway).
 MAX_INPUT_PX = 640
+# Detector input sides are rounded up to a multiple of this: YuNet pads its input to 32 px
+# anyway, and a few sizes let a detector keep one network per size (no reallocation per call).
+INPUT_STEP = 32
+# A person is about this many face widths tall (head to feet); a blob's face is guessed at no
+# more than its height over this (a blob of several people is as tall as one of them).
+PERSON_FACES = 6.5
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,9 @@ class Region:
 
     @property
     def input_side(self) -> int:
-        return max(16, int(round(self.side * self.scale)))
+        """The side the detector sees: ``side * scale`` rounded up to :data:`INPUT_STEP`."""
+        seen = max(1, int(round(self.side * self.scale)))
+        return -(-seen // INPUT_STEP) * INPUT_STEP
 
 
 def _square(cx: float, cy: float, side: float, scale: float, width: int, height: int) -> Region:
@@ -74,17 +83,32 @@ def blob_region(blob: np.ndarray, cfg: ScanConfig, width: int, height: int) -> R
     """The head region of a motion blob: the top of a person-sized (tall) blob, else around it.
 
     A walking person's blob is about 2.5 face widths wide, so its face is guessed at 0.4 of
-    the blob's width (a head-only blob: half its larger side)."""
+    the blob's width (a head-only blob: half its larger side), and never above the blob's
+    height over :data:`PERSON_FACES`: people side by side or one above the other make one blob
+    as tall as one of them, and a guess from its width would shrink their faces away."""
     x0, y0, x1, y1 = (float(v) for v in blob)
     w, h = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+    tallest = h / PERSON_FACES
     if h >= 1.5 * w:
-        face = 0.4 * w
+        face = min(0.4 * w, tallest)
         side = max(1.3 * w, float(cfg.min_region_px))
-        return _square((x0 + x1) / 2, y0 + 0.4 * side, side, face_scale(face, cfg), width,
+        return _square((x0 + x1) / 2, y0 + 0.45 * side, side, face_scale(face, cfg), width,
                        height)
-    face = 0.5 * max(w, h)
+    face = min(0.5 * max(w, h), tallest)
     side = max(1.3 * max(w, h), float(cfg.min_region_px))
     return _square((x0 + x1) / 2, (y0 + y1) / 2, side, face_scale(face, cfg), width, height)
+
+
+def fresh_region(blob: np.ndarray, cfg: ScanConfig, width: int, height: int) -> Region:
+    """The region of newly moving pixels (someone who just appeared where others moved
+    before): often only the part of a body beyond the earlier motion (the legs, the torso),
+    with the head above it; so a square of 2.6 blob widths reaching well above the blob, the
+    face guessed at 0.4 of the blob's width (a body is about 2.5 faces wide)."""
+    x0, y0, x1, y1 = (float(v) for v in blob)
+    w = max(x1 - x0, 1.0)
+    side = max(2.6 * w, float(cfg.min_region_px))
+    return _square((x0 + x1) / 2, y0 - 0.25 * side, side, face_scale(0.4 * w, cfg), width,
+                   height)
 
 
 def _overlap(a: Region, b: Region) -> float:

@@ -20,9 +20,18 @@ import numpy as np
 
 from cctv_sr.config import ScanConfig
 from cctv_sr.detect.motion import MotionGate
-from cctv_sr.detect.regions import Region, blob_region, covers, merge_regions, track_region
+from cctv_sr.detect.regions import (
+    Region,
+    blob_region,
+    covers,
+    fresh_region,
+    merge_regions,
+    track_region,
+)
 
 FULL, REGIONS, NONE = "full", "regions", "none"
+# Motion counts as new where nothing was searched for this many detection intervals.
+NEW_AFTER = 2.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class Scanner:
     _last_detect: float | None = None
     _checked_at: dict[int, float] = field(default_factory=dict)
     _searched: list[tuple[float, Region]] = field(default_factory=list)  # recent regions
+    _mask: np.ndarray | None = None  # the motion mask when regions were last planned
 
     def __post_init__(self) -> None:
         self.gate = MotionGate(self.cfg)
@@ -90,16 +100,37 @@ class Scanner:
                 or t - self._last_full >= cfg.full_frame_s - eps):
             self._last_full = self._last_detect = t
             self._checked_at = {tid: t for tid in live}
+            self._mask = None
             return ScanPlan(FULL, cut=motion.cut)
         height, width = image.shape[:2]
         self._searched = [(ts, r) for ts, r in self._searched
-                          if t - ts < cfg.detect_interval_s - eps]
+                          if t - ts < NEW_AFTER * cfg.detect_interval_s - eps]
         tracked = [track_region(box, cfg, width, height) for _, box in tracks]
-        # Motion already followed by a track needs no region of its own.
-        untracked = [r for r in (blob_region(b, cfg, width, height) for b in motion.blobs)
-                     if not any(covers(tr, r) for tr in tracked)]
+        # Motion already followed by a track needs no region of its own: the tracked people's
+        # bodies are cleared from the mask first, so a newcomer beside them makes a blob of
+        # their own size rather than a group's (whose face guess would shrink its region).
+        bodies = [body_box(box) for _, box in tracks]
+        untracked: list[Region] = []
+        new: list[Region] = []
+        for blob in motion.blobs_outside(bodies, cfg.motion_min_area):
+            region = blob_region(blob, cfg, width, height)
+            if any(covers(tr, region) for tr in tracked):
+                continue
+            if any(covers(old, region) for _, old in self._searched):
+                untracked.append(region)
+            else:  # motion where nothing was searched lately
+                new.append(region)
+        # Someone who just appeared inside motion searched before (a group's blob): the new
+        # moving pixels make a blob of their own, whose shape gives their face's size.
+        if self._mask is not None:
+            new += [fresh_region(b, cfg, width, height)
+                    for b in motion.blobs_outside(bodies, cfg.motion_min_area, self._mask)]
         if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
-            return self._newcomers(untracked, t, width, height)
+            plan = self._newcomers(new, t, width, height)
+            if plan.kind != NONE:
+                self._mask = motion.mask
+            return plan
+        self._mask = motion.mask
         regions: list[Region] = []
         checked = set()
         every = min(cfg.static_check_s, 0.5 * self.max_lost_s)
@@ -109,7 +140,7 @@ class Scanner:
                 regions.append(region)
                 checked.add(tid)
                 self._checked_at[tid] = t
-        regions += untracked
+        regions += untracked + new
         if not regions:
             return ScanPlan(NONE, checked=frozenset())
         self._last_detect = t
@@ -122,19 +153,25 @@ class Scanner:
                 self._checked_at[tid] = t
         return ScanPlan(REGIONS, tuple(merged), checked=frozenset(checked))
 
-    def _newcomers(self, untracked: list[Region], t: float, width: int,
-                   height: int) -> ScanPlan:
-        """Between detections: motion that no track's region covers (``untracked``) and that
-        was not searched within the interval (someone who just appeared) is searched at once,
-        so a newcomer's first frames are not lost. No track counts as searched for: they wait
+    def _newcomers(self, new: list[Region], t: float, width: int, height: int) -> ScanPlan:
+        """Between detections: the regions of ``new`` motion (no track's region covers it, and
+        nothing was searched there lately: someone who just appeared) are searched at once, so
+        a newcomer's first frames are not lost. No track counts as searched for: they wait
         for the next detection (a miss here never loses a track)."""
-        new = [r for r in untracked
-               if not any(covers(old, r, 0.3) for _, old in self._searched)]
         if not new:
             return ScanPlan(NONE, checked=frozenset())
         merged = merge_regions(new, width, height)
         self._searched += [(t, r) for r in merged]
         return ScanPlan(REGIONS, tuple(merged), checked=frozenset())
+
+def body_box(face: np.ndarray) -> np.ndarray:
+    """Where the person under a face box (xyxy) stands: 1.5 face widths either side of it and
+    down to 6.5 face widths below its chin (a standing person is about 7.5 heads tall)."""
+    x0, y0, x1, y1 = (float(v) for v in face)
+    f = max(x1 - x0, y1 - y0, 1.0)
+    cx = (x0 + x1) / 2
+    return np.array([cx - 1.5 * f, y0 - 0.3 * f, cx + 1.5 * f, y1 + 6.5 * f], np.float32)
+
 
 def _inside(box: np.ndarray, region: Region) -> bool:
     x0, y0, x1, y1 = (float(v) for v in box)

@@ -1,4 +1,10 @@
-"""Constant-velocity Kalman filter on (cx, cy, aspect, height), one box per filter."""
+"""Kalman filter on (cx, cy, aspect, height), one box per filter: constant velocity for the
+centre, a random walk for the size.
+
+A face's size changes slowly, and a size velocity learnt from one bad box (a squashed detection)
+shrank carried boxes frame after frame until they no longer covered the face; so the size is
+predicted to stay as it is and follows the detections only.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import numpy as np
 # moves (in pixels) about twice as far between frames.
 _STD_POS = 1.0 / 20.0
 _STD_VEL = 1.0 / 160.0
+_MOVING = (0, 1)  # state components that move with their velocity (the centre)
 
 
 def xyxy_to_xyah(box: np.ndarray) -> np.ndarray:
@@ -33,14 +40,14 @@ class BoxKalman:
                10 * _STD_VEL * h, 10 * _STD_VEL * h, 1e-5, 10 * _STD_VEL * h]
         self.cov = np.diag(np.square(std))
         self._F = np.eye(8)
-        for i in range(4):
+        for i in _MOVING:
             self._F[i, i + 4] = 1.0
         self._H = np.eye(4, 8)
 
     def predict(self, steps: float = 1.0) -> None:
         """Advance ``steps`` analysed frames (fractional steps allowed)."""
         F = self._F.copy()
-        for i in range(4):
+        for i in _MOVING:
             F[i, i + 4] = steps
         h = max(self.mean[3], 1e-3)
         std = [_STD_POS * h, _STD_POS * h, 1e-2, _STD_POS * h,
@@ -57,6 +64,13 @@ class BoxKalman:
         K = np.linalg.solve(S, (self.cov @ self._H.T).T).T
         self.mean = self.mean + K @ (z - self._H @ self.mean)
         self.cov = (np.eye(8) - K @ self._H) @ self.cov
+
+    def ahead(self, steps: float) -> np.ndarray:
+        """The box (xyxy) ``steps`` analysed frames from now, as :meth:`predict` would put it."""
+        m = self.mean.copy()
+        for i in _MOVING:
+            m[i] += steps * m[i + 4]
+        return xyah_to_xyxy(m)
 
     @property
     def box(self) -> np.ndarray:

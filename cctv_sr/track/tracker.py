@@ -26,7 +26,7 @@ from cctv_sr.config import TrackerConfig
 from cctv_sr.errors import ConfigError
 from cctv_sr.records import FaceDetections
 from cctv_sr.track.appearance import look_distance
-from cctv_sr.track.kalman import BoxKalman, xyah_to_xyxy
+from cctv_sr.track.kalman import BoxKalman
 
 _INF = 1e6
 
@@ -242,9 +242,7 @@ class FaceTracker:
         """(track id, box) of every live track ``steps_ahead`` analysed frames from now."""
         out = []
         for tr in self._tracks:
-            m = tr.kalman.mean
-            ahead = m[:4] + steps_ahead * m[4:]
-            out.append((tr.track_id, xyah_to_xyxy(ahead)))
+            out.append((tr.track_id, tr.kalman.ahead(steps_ahead)))
         return out
 
     def finish(self) -> list[TrackState]:
