@@ -22,8 +22,8 @@ TOP_K = 5000  # candidates OpenCV keeps before its own NMS
 # Networks kept, one per input size. Changing a network's input size reallocates its buffers:
 # measured here, a 192 px region after a 1080p frame took 22 ms instead of 2.4, and the frame
 # after the region 170-200 ms instead of 105. Region sides come in steps of 32 px
-# (:mod:`cctv_sr.detect.regions`), so a few dozen sizes cover a run.
-MAX_NETS = 32
+# (:mod:`cctv_sr.detect.regions`), so a dozen networks hold the sizes a run uses most.
+MAX_NETS = 12
 
 # Rows of FaceDetectorYN.detect: x, y, w, h, 5 x (x, y) landmarks, score. The landmarks are
 # "right eye, left eye, nose, right mouth corner, left mouth corner" from the subject's point
