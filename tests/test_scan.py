@@ -304,3 +304,20 @@ def test_region_inputs_come_in_steps_of_32_px() -> None:
         region = Region(0, 0, side, scale)
         assert region.input_side % 32 == 0 and region.input_side >= side * scale - 0.5
         assert region.input_side - side * scale < 32
+
+
+def test_a_fresh_blob_of_legs_searches_up_to_the_top_of_its_motion() -> None:
+    """Only a newcomer's legs moved where nothing moved before (their head and torso came in
+    over someone else's motion): the region still reaches their face, at a useful scale."""
+    from cctv_sr.detect.regions import fresh_region
+
+    legs = np.array([1560, 654, 1608, 696], np.float32)
+    face = np.array([1580, 521, 1604, 548], np.float32)
+    region = fresh_region(legs, 438.0, ScanConfig(), 1920, 1080)
+    assert region.x0 <= face[0] and face[2] <= region.x0 + region.side
+    assert region.y0 <= face[1] and face[3] <= region.y0 + region.side
+    assert region.scale * (face[2] - face[0]) >= 32
+    # Alone (no motion above it), the square still reaches 2.6 blob widths above the blob's
+    # bottom.
+    alone = fresh_region(legs, float(legs[1]), ScanConfig(), 1920, 1080)
+    assert alone.y0 <= legs[3] - 2.6 * (legs[2] - legs[0]) + 1

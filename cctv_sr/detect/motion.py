@@ -51,12 +51,8 @@ class Motion:
         if not len(boxes) and since is None:
             return self.blobs
         mask = self.mask.copy()
-        h, w = mask.shape
         for box in boxes:
-            x0, y0, x1, y1 = (np.asarray(box, np.float64) / self.step).tolist()
-            ix0, iy0 = min(max(int(x0), 0), w), min(max(int(y0), 0), h)
-            ix1, iy1 = min(max(int(np.ceil(x1)), 0), w), min(max(int(np.ceil(y1)), 0), h)
-            mask[iy0:iy1, ix0:ix1] = 0
+            mask[self._cells(box)] = 0
         if since is not None and since.shape == mask.shape:
             mask[cv2.dilate(since, _REACH) > 0] = 0
             mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _KERNEL)
@@ -64,15 +60,18 @@ class Motion:
 
     def moving(self, box: np.ndarray, min_share: float = 0.05) -> bool:
         """Whether at least ``min_share`` of ``box`` (xyxy, frame pixels) is moving."""
-        if self.mask.size == 0:
+        cells = self.mask[self._cells(box)]
+        if cells.size == 0:
             return False
-        h, w = self.mask.shape
+        return float(cells.mean()) / 255.0 >= min_share
+
+    def _cells(self, box: np.ndarray) -> tuple[slice, slice]:
+        """The mask pixels under ``box`` (xyxy, frame pixels), clipped to the mask."""
+        h, w = self.mask.shape[:2]
         x0, y0, x1, y1 = (np.asarray(box, np.float64) / self.step).tolist()
-        ix0, iy0 = max(int(x0), 0), max(int(y0), 0)
-        ix1, iy1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
-        if ix1 <= ix0 or iy1 <= iy0:
-            return False
-        return float(self.mask[iy0:iy1, ix0:ix1].mean()) / 255.0 >= min_share
+        ix0, iy0 = min(max(int(x0), 0), w), min(max(int(y0), 0), h)
+        ix1, iy1 = min(max(int(np.ceil(x1)), 0), w), min(max(int(np.ceil(y1)), 0), h)
+        return slice(iy0, iy1), slice(ix0, ix1)
 
 
 class MotionGate:

@@ -99,15 +99,17 @@ def blob_region(blob: np.ndarray, cfg: ScanConfig, width: int, height: int) -> R
     return _square((x0 + x1) / 2, (y0 + y1) / 2, side, face_scale(face, cfg), width, height)
 
 
-def fresh_region(blob: np.ndarray, cfg: ScanConfig, width: int, height: int) -> Region:
-    """The region of newly moving pixels (someone who just appeared where others moved
-    before): often only the part of a body beyond the earlier motion (the legs, the torso),
-    with the head above it; so a square of 2.6 blob widths reaching well above the blob, the
-    face guessed at 0.4 of the blob's width (a body is about 2.5 faces wide)."""
+def fresh_region(blob: np.ndarray, top: float, cfg: ScanConfig, width: int,
+                 height: int) -> Region:
+    """The region of newly moving pixels ``blob`` (someone who just appeared where others
+    moved before). They are often only the part of a body beyond the earlier motion (the
+    legs, the torso), the head anywhere above them up to ``top`` (the top of the motion they
+    are part of): a square from the blob's bottom up to ``top`` (at least 2.6 blob widths),
+    the face guessed at 0.4 of the blob's width (a body is about 2.5 faces wide)."""
     x0, y0, x1, y1 = (float(v) for v in blob)
     w = max(x1 - x0, 1.0)
-    side = max(2.6 * w, float(cfg.min_region_px))
-    return _square((x0 + x1) / 2, y0 - 0.25 * side, side, face_scale(0.4 * w, cfg), width,
+    side = max(2.6 * w, y1 - min(top, y0), float(cfg.min_region_px))
+    return _square((x0 + x1) / 2, y1 - side / 2, side, face_scale(0.4 * w, cfg), width,
                    height)
 
 

@@ -112,7 +112,8 @@ class Scanner:
         bodies = [body_box(box) for _, box in tracks]
         untracked: list[Region] = []
         new: list[Region] = []
-        for blob in motion.blobs_outside(bodies, cfg.motion_min_area):
+        blobs = motion.blobs_outside(bodies, cfg.motion_min_area)
+        for blob in blobs:
             region = blob_region(blob, cfg, width, height)
             if any(covers(tr, region) for tr in tracked):
                 continue
@@ -123,8 +124,8 @@ class Scanner:
         # Someone who just appeared inside motion searched before (a group's blob): the new
         # moving pixels make a blob of their own, whose shape gives their face's size.
         if self._mask is not None:
-            new += [fresh_region(b, cfg, width, height)
-                    for b in motion.blobs_outside(bodies, cfg.motion_min_area, self._mask)]
+            for fresh in motion.blobs_outside(bodies, cfg.motion_min_area, self._mask):
+                new.append(fresh_region(fresh, _top_of(fresh, blobs), cfg, width, height))
         if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
             plan = self._newcomers(new, t, width, height)
             if plan.kind != NONE:
@@ -164,6 +165,7 @@ class Scanner:
         self._searched += [(t, r) for r in merged]
         return ScanPlan(REGIONS, tuple(merged), checked=frozenset())
 
+
 def body_box(face: np.ndarray) -> np.ndarray:
     """Where the person under a face box (xyxy) stands: 1.5 face widths either side of it and
     down to 6.5 face widths below its chin (a standing person is about 7.5 heads tall)."""
@@ -171,6 +173,14 @@ def body_box(face: np.ndarray) -> np.ndarray:
     f = max(x1 - x0, y1 - y0, 1.0)
     cx = (x0 + x1) / 2
     return np.array([cx - 1.5 * f, y0 - 0.3 * f, cx + 1.5 * f, y1 + 6.5 * f], np.float32)
+
+
+def _top_of(part: np.ndarray, blobs: np.ndarray) -> float:
+    """The top (y) of the blob that holds ``part`` (xyxy; its own top if none does)."""
+    x0, y0, x1, y1 = (float(v) for v in part)
+    tops = [float(b[1]) for b in blobs
+            if b[0] <= x1 and x0 <= b[2] and b[1] <= y1 and y0 <= b[3]]
+    return min(tops, default=y0)
 
 
 def _inside(box: np.ndarray, region: Region) -> bool:
