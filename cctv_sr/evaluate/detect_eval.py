@@ -78,10 +78,6 @@ class ConfigResult:
         return out
 
 
-def read_faces(path: Path) -> list[dict]:
-    return read_jsonl(path)
-
-
 def boxes_by_frame(faces: Sequence[Mapping], detected_only: bool) -> dict[int, np.ndarray]:
     """Row boxes per frame (all rows, or the detected ones only)."""
     out: dict[int, list[list[float]]] = {}
@@ -147,7 +143,7 @@ def run_config(footage: Path, name: str, cfg: RunConfig, truth: SceneTruth | Non
         t0 = time.perf_counter()
         result = run_footage(str(footage), Path(tmp) / "out", cfg, quiet=True)
         e2e_s = time.perf_counter() - t0
-        faces = read_faces(Path(tmp) / "out" / "faces.jsonl")
+        faces = read_jsonl(Path(tmp) / "out" / "faces.jsonl")
     detected = [f for f in faces if f.get("detected", True)]
     per_track: dict[int, int] = {}
     for f in detected:
