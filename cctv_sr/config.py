@@ -50,6 +50,9 @@ class DetectorConfig:
     min_face_px: int = 12  # smallest face side searched for
     batch_size: int = 8  # frames per detector call
     device: str = "cpu"  # cpu | cuda | cuda:N
+    # yunet: auto (onnxruntime when the [onnx] extra is installed: about 2x faster here, and
+    # batched; else OpenCV's cv2.FaceDetectorYN) | onnxruntime | opencv
+    runtime: str = "auto"
 
 
 @dataclass(frozen=True)

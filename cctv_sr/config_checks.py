@@ -21,6 +21,8 @@ def validate(cfg: RunConfig) -> None:
         (cfg.source.queue_size >= 1, "source.queue_size must be >= 1"),
         (0.0 <= cfg.detector.score_thresh <= 1.0, "detector.score_thresh must be in [0, 1]"),
         (cfg.detector.batch_size >= 1, "detector.batch_size must be >= 1"),
+        (cfg.detector.runtime in ("auto", "onnxruntime", "opencv"),
+         "detector.runtime must be auto, onnxruntime or opencv"),
         (cfg.detector.min_face_px >= 4, "detector.min_face_px must be >= 4"),
         (cfg.detector.nms_thresh > 0 and cfg.detector.nms_thresh <= 1,
          "detector.nms_thresh must be in (0, 1]"),

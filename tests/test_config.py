@@ -103,3 +103,10 @@ def test_device_flag_moves_every_model() -> None:
         "cuda:1"}
     cfg = run_config(p.parse_args(["clip.mp4"]))
     assert cfg.head.device == cfg.embedder.device == "cpu"
+
+
+def test_detector_runtime_setting() -> None:
+    assert RunConfig().detector.runtime == "auto"
+    assert load_config(None, ["detector.runtime=opencv"]).detector.runtime == "opencv"
+    with pytest.raises(ConfigError, match="detector.runtime must be auto, onnxruntime or opencv"):
+        load_config(None, ["detector.runtime=tensorrt"])

@@ -46,7 +46,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CCTV_SR_CACHE", str(tmp_path / "cache"))
 
 
-def build(name: str, model_path: Path | None = None, **settings: float) -> FaceDetector:
+def build(name: str, model_path: Path | None = None, **settings: float | str) -> FaceDetector:
     """``create_detector`` with ``detector.model_path`` (and other settings) given."""
     cfg = DetectorConfig(name=name, model_path=str(model_path) if model_path else "")
     return create_detector(replace(cfg, **settings))
@@ -362,13 +362,56 @@ def test_yunet_keeps_one_network_per_input_size(group_photo: np.ndarray,
     from cctv_sr.detect import yunet
 
     monkeypatch.setattr(yunet, "MAX_NETS", 2)
-    detector = build("yunet")
+    detector = build("yunet", runtime="opencv")
     images = [group_photo, cv2.resize(group_photo, None, fx=0.75, fy=0.75),
               np.ascontiguousarray(group_photo[:320, :320])]
     order = [0, 1, 2, 0, 2, 1, 0]
     found = [detector.detect([images[k]])[0] for k in order]
     assert len(detector._nets) == 2  # type: ignore[attr-defined]
     for k, dets in zip(order, found):
-        fresh = build("yunet").detect([images[k]])[0]
+        fresh = build("yunet", runtime="opencv").detect([images[k]])[0]
         assert len(dets) == len(fresh) >= 1
         np.testing.assert_allclose(dets.xyxy, fresh.xyxy, atol=1e-3)
+
+
+def test_yunet_onnxruntime_matches_opencv(group_photo: np.ndarray) -> None:
+    """The onnxruntime path (the shipped fixed-size file made dynamic in memory, outputs
+    decoded by the project) finds what cv2.FaceDetectorYN finds: same faces, boxes and
+    landmarks within 0.01 px, scores within 1e-4; a batch of same-size images gives what
+    one call per image gives. Sizes that are not multiples of 32 are padded like OpenCV's."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    ort_det = build("yunet", runtime="onnxruntime")
+    cv_det = build("yunet", runtime="opencv")
+    assert (ort_det.runtime, cv_det.runtime) == ("onnxruntime", "opencv")  # type: ignore[attr-defined]
+    small = cv2.resize(group_photo, None, fx=0.6, fy=0.6)
+    images = [group_photo, small, np.ascontiguousarray(group_photo[:250, 100:350]),
+              cv2.resize(group_photo[:200, :200], (288, 288))]
+    batch = ort_det.detect(images + [images[2], images[2]])
+    total = 0
+    for k, image in enumerate(images):
+        want = cv_det.detect([image])[0]
+        got = ort_det.detect([image])[0]
+        assert len(got) == len(want)
+        total += len(want)
+        np.testing.assert_allclose(got.xyxy, want.xyxy, atol=1e-2)
+        np.testing.assert_allclose(got.kps, want.kps, atol=1e-2)
+        np.testing.assert_allclose(got.score, want.score, atol=1e-4)
+        np.testing.assert_allclose(batch[k].xyxy, got.xyxy, atol=1e-3)
+    assert total >= 8
+    for extra in batch[len(images):]:
+        np.testing.assert_allclose(extra.xyxy, batch[2].xyxy, atol=1e-3)
+
+
+def test_yunet_auto_runtime_falls_back_to_opencv(monkeypatch: pytest.MonkeyPatch,
+                                                 group_photo: np.ndarray) -> None:
+    """Without onnxruntime (or onnx) ``runtime = "auto"`` runs OpenCV's YuNet; an unknown
+    runtime is refused by name."""
+    from cctv_sr.detect import yunet
+
+    monkeypatch.setattr(yunet, "runtime_available", lambda: False)
+    detector = build("yunet")
+    assert detector.runtime == "opencv"  # type: ignore[attr-defined]
+    assert len(detector.detect([group_photo])[0]) >= 4
+    with pytest.raises(ContractError, match="detector.runtime"):
+        build("yunet", runtime="tensorrt")

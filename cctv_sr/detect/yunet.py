@@ -1,4 +1,6 @@
-"""YuNet face detector through OpenCV's ``cv2.FaceDetectorYN`` (needs opencv-contrib 4.8+)."""
+"""YuNet face detector: onnxruntime (batched, :mod:`cctv_sr.detect.yunet_ort`) when the
+``[onnx]`` extra is installed, else OpenCV's ``cv2.FaceDetectorYN`` (needs opencv-contrib 4.8+).
+Both give the same faces (the golden tests check it); ``detector.runtime`` picks one."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import numpy as np
 from cctv_sr.config import DetectorConfig
 from cctv_sr.detect.base import FaceDetector, check_images, require_file
 from cctv_sr.detect.boxes import finalize
-from cctv_sr.errors import BackendUnavailableError, ModelError
+from cctv_sr.detect.yunet_ort import Raw, YunetRuntime, runtime_available
+from cctv_sr.errors import BackendUnavailableError, ContractError, ModelError
 from cctv_sr.records import FaceDetections
 
 log = logging.getLogger(__name__)
@@ -32,13 +35,14 @@ KPS_ORDER = [0, 1, 2, 3, 4]
 
 
 class YunetDetector(FaceDetector):
-    """YuNet (libfacedetection) via ``cv2.FaceDetectorYN``; one image per network call.
+    """YuNet (libfacedetection) on onnxruntime or on ``cv2.FaceDetectorYN``.
 
     ``model_path`` is the ONNX file (:func:`~cctv_sr.detect.create_detector` resolves
     ``detector.model_path``, else ``yunet_2023mar``'s
     ``face_detection_yunet_2023mar.onnx``). Detections whose box is smaller than
-    ``cfg.min_face_px`` are dropped. OpenCV's DNN runs on the CPU here (``cfg.device`` is
-    ignored).
+    ``cfg.min_face_px`` are dropped. ``cfg.runtime``: ``auto`` takes onnxruntime when it and
+    ``onnx`` import, else OpenCV. onnxruntime runs same-size images in one call and honours
+    ``cfg.device`` (CUDA with onnxruntime-gpu); OpenCV runs one image per call on the CPU.
     """
 
     name = "yunet"
@@ -60,15 +64,37 @@ class YunetDetector(FaceDetector):
         self.check_available()
         self._path = path
         self._nets: OrderedDict[tuple[int, int], cv2.FaceDetectorYN] = OrderedDict()
-        self._net_for((320, 320))  # a file that does not load fails here, not mid-run
+        self._runtime: YunetRuntime | None = None
+        if cfg.runtime == "onnxruntime" or (cfg.runtime == "auto" and runtime_available()):
+            self._runtime = YunetRuntime(path, cfg.device)
+            self.runtime = "onnxruntime"
+        else:
+            if cfg.runtime not in ("auto", "opencv"):
+                raise ContractError(f"detector.runtime must be auto, onnxruntime or opencv, "
+                                    f"got {cfg.runtime!r}")
+            self._net_for((320, 320))  # a file that does not load fails here, not mid-run
+            self.runtime = "opencv"
+            if cfg.device.startswith("cuda"):
+                log.info("yunet runs on OpenCV's CPU backend; detector.device=%s ignored",
+                         cfg.device)
         self.model_files = (path,)
-        if cfg.device.startswith("cuda"):
-            log.info("yunet runs on OpenCV's CPU backend; detector.device=%s ignored", cfg.device)
-        log.info("yunet model %s", path)
+        log.info("yunet model %s on %s", path, self.runtime)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[FaceDetections]:
         """Faces in each image (see :meth:`FaceDetector.detect`)."""
-        return [self._detect_one(image) for image in check_images(images)]
+        images = check_images(images)
+        if self._runtime is None:
+            return [self._detect_one(image) for image in images]
+        raws = self._runtime.run(images, float(self.cfg.score_thresh))
+        return [self._finalize(raw, image) for raw, image in zip(raws, images)]
+
+    def _finalize(self, raw: Raw, image: np.ndarray) -> FaceDetections:
+        xyxy, score, kps = raw
+        return finalize(
+            xyxy, score, kps, width=int(image.shape[1]), height=int(image.shape[0]),
+            score_thresh=self.cfg.score_thresh, nms_thresh=self.cfg.nms_thresh,
+            min_side=float(self.cfg.min_face_px),
+        )
 
     def _net_for(self, size: tuple[int, int]) -> cv2.FaceDetectorYN:
         """The network set up for input ``size`` (width, height), made on first use; the least
@@ -110,8 +136,4 @@ class YunetDetector(FaceDetector):
         rows = np.asarray(rows, np.float32).reshape(-1, 15)
         xyxy = np.concatenate([rows[:, 0:2], rows[:, 0:2] + rows[:, 2:4]], axis=1)
         kps = rows[:, 4:14].reshape(-1, 5, 2)[:, KPS_ORDER]
-        return finalize(
-            xyxy, rows[:, 14], kps, width=width, height=height,
-            score_thresh=self.cfg.score_thresh, nms_thresh=self.cfg.nms_thresh,
-            min_side=float(self.cfg.min_face_px),
-        )
+        return self._finalize((xyxy, rows[:, 14], kps), image)

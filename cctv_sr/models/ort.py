@@ -67,15 +67,18 @@ def choose_providers(ort: Any, device: str) -> list[Any]:
 
 
 def create_session(model: str | bytes, *, device: str = "cpu", threads: int = 0,
-                   what: str = "this model") -> Any:
+                   what: str = "this model", spin: bool = True) -> Any:
     """An ``InferenceSession`` of ``model`` (a file path or the serialised model) on the
     providers :func:`choose_providers` picks for ``device``, with ``threads`` intra-op threads
-    (0: onnxruntime's choice). BackendUnavailableError without onnxruntime, ModelError (one
-    line) when onnxruntime cannot load the model."""
+    (0: onnxruntime's choice), spinning between calls unless ``spin`` is false (idle threads
+    then sleep and leave the cores to the pipeline's other threads). BackendUnavailableError
+    without onnxruntime, ModelError (one line) when onnxruntime cannot load the model."""
     ort = import_onnxruntime(what)
     options = ort.SessionOptions()
     if threads > 0:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(model, sess_options=options,
                                     providers=choose_providers(ort, device))
