@@ -20,7 +20,7 @@ from cctv_sr.data.synth import Walker, head_patches, render_clip
 from cctv_sr.detect import create_detector
 from cctv_sr.detect.motion import MotionGate
 from cctv_sr.detect.regions import Region, detect_regions, merge_regions, to_frame, track_region
-from cctv_sr.engine.scan import FULL, NONE, REGIONS, Scanner
+from cctv_sr.engine.scan import FULL, NONE, REGIONS, Scanner, body_box
 from cctv_sr.face.faceness import OnetFaceness
 from cctv_sr.face.quality import face_quality, with_faceness
 from cctv_sr.records import AlignedFace, FaceDetections, FaceRow, Quality
@@ -321,3 +321,42 @@ def test_a_fresh_blob_of_legs_searches_up_to_the_top_of_its_motion() -> None:
     # bottom.
     alone = fresh_region(legs, float(legs[1]), ScanConfig(), 1920, 1080)
     assert alone.y0 <= legs[3] - 2.6 * (legs[2] - legs[0]) + 1
+
+
+def test_a_newcomer_inside_a_tracked_persons_body_is_searched_at_once() -> None:
+    """Someone pops in where a tracked person's legs and torso move (their head lands inside
+    that person's body box): the fresh pixels are searched in the frame they appear in even
+    though motion under tracked faces is otherwise left to the tracks."""
+    scanner = Scanner(ScanConfig())
+    frames, face = _group_frames(12, newcomer_at=8)
+    tracked = np.array([320, 120, 350, 150], np.float32)  # face above the newcomer's head
+    body = body_box(tracked)
+    assert body[0] <= face[0] and body[1] <= face[1] and face[2] <= body[2] and face[3] <= body[3]
+    plans = [scanner.plan(f, i / 25, [(1, tracked)]) for i, f in enumerate(frames)]
+    assert plans[8].kind == REGIONS
+    seen = [r.scale * (face[2] - face[0]) for r in plans[8].regions
+            if r.x0 <= face[0] and r.y0 <= face[1] and face[2] <= r.x0 + r.side
+            and face[3] <= r.y0 + r.side]
+    assert seen and max(seen) >= 32, (plans[8].regions, face)
+    assert plans[7].kind == NONE  # nothing new the frame before: the track is carried
+
+
+def test_a_face_cut_by_a_region_edge_gives_way_to_the_same_face_seen_whole() -> None:
+    from cctv_sr.detect.regions import cut_rows, drop_cut_duplicates
+
+    region = Region(100, 100, 64, 2.0)  # input side 128, inside a 640 x 480 frame
+    dets = FaceDetections(np.array([[0, 40, 30, 80], [50, 50, 90, 90], [100, 20, 128, 60]],
+                                   np.float32), np.array([0.9, 0.9, 0.8], np.float32),
+                          np.zeros((3, 5, 2), np.float32))
+    assert cut_rows(dets, region, 640, 480).tolist() == [True, False, True]
+    # at the frame's own border an edge cuts nothing: the face ends there anyway
+    assert cut_rows(dets, Region(0, 0, 64, 2.0), 640, 480).tolist() == [False, False, True]
+    assert cut_rows(dets, Region(576, 100, 64, 2.0), 640, 480).tolist() == [True, False, False]
+    whole = np.array([[200, 100, 240, 150], [400, 100, 440, 150], [402, 102, 420, 148]],
+                     np.float32)
+    frame_dets = FaceDetections(whole, np.array([0.9, 0.95, 0.7], np.float32),
+                                np.zeros((3, 5, 2), np.float32))
+    # the cut half of the face at x 400-440 goes; a cut face seen nowhere whole stays
+    kept = drop_cut_duplicates(frame_dets, np.array([True, False, True]))
+    np.testing.assert_array_equal(kept.xyxy, whole[:2])
+    assert len(drop_cut_duplicates(frame_dets, np.array([True, True, True]))) == 3

@@ -193,11 +193,44 @@ def merge_detections(parts: Sequence[FaceDetections], nms_thresh: float) -> Face
     return dets[np.asarray(keep, np.int64)]
 
 
+def cut_rows(dets: FaceDetections, region: Region, width: int, height: int) -> np.ndarray:
+    """Which detections of a region's input image (``width`` x ``height`` frame) its edges
+    cut: the box reaches an edge of the region that lies inside the frame."""
+    side = float(region.input_side)
+    edge = 0.5  # input pixels
+    xyxy = dets.xyxy
+    cut = ((region.x0 > 0) & (xyxy[:, 0] <= edge)) | ((region.y0 > 0) & (xyxy[:, 1] <= edge))
+    cut |= (region.x0 + region.side < width) & (xyxy[:, 2] >= side - edge)
+    cut |= (region.y0 + region.side < height) & (xyxy[:, 3] >= side - edge)
+    return np.asarray(cut, bool)
+
+
+def drop_cut_duplicates(dets: FaceDetections, cut: np.ndarray,
+                        inside: float = 0.5) -> FaceDetections:
+    """``dets`` without the cut ones (``cut`` mask) that lie mostly (``inside`` of their area)
+    within a detection no edge cut: the same face seen whole in another region. A cut box's
+    IoU with the whole one can be too low for NMS, and a second track would start on it;
+    a cut face seen nowhere else is kept."""
+    if not cut.any() or cut.all():
+        return dets
+    whole = dets.xyxy[~cut]
+    drop = np.zeros(len(dets), bool)
+    for k in np.nonzero(cut)[0]:
+        box = dets.xyxy[k]
+        iw = np.clip(np.minimum(whole[:, 2], box[2]) - np.maximum(whole[:, 0], box[0]), 0, None)
+        ih = np.clip(np.minimum(whole[:, 3], box[3]) - np.maximum(whole[:, 1], box[1]), 0, None)
+        area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
+        drop[k] = bool((iw * ih / area >= inside).any())
+    return dets if not drop.any() else dets[np.nonzero(~drop)[0]]
+
+
 def detect_regions(detector: FaceDetector, images: Sequence[np.ndarray],
                    regions: Sequence[Sequence[Region] | None],
                    nms_thresh: float) -> list[FaceDetections]:
     """Faces of each frame, searched in its regions (None: the whole frame), in one detector
-    call over every region of every frame; boxes and landmarks in frame pixels."""
+    call over every region of every frame; boxes and landmarks in frame pixels. A face a
+    region's edge cuts is dropped where another region sees it whole
+    (:func:`drop_cut_duplicates`)."""
     inputs: list[np.ndarray] = []
     owners: list[tuple[int, Region | None]] = []
     for i, (image, frame_regions) in enumerate(zip(images, regions)):
@@ -210,10 +243,24 @@ def detect_regions(detector: FaceDetector, images: Sequence[np.ndarray],
             owners.append((i, region))
     found = detector.detect(inputs) if inputs else []
     per_frame: list[list[FaceDetections]] = [[] for _ in images]
+    cuts: list[list[np.ndarray]] = [[] for _ in images]
     for (i, owner), dets in zip(owners, found):
-        per_frame[i].append(dets if owner is None else to_frame(dets, owner))
-    return [parts[0] if len(parts) == 1 and regions[i] is None
-            else merge_detections(parts, nms_thresh) for i, parts in enumerate(per_frame)]
+        if owner is None:
+            per_frame[i].append(dets)
+            cuts[i].append(np.zeros(len(dets), bool))
+        else:
+            height, width = images[i].shape[:2]
+            cuts[i].append(cut_rows(dets, owner, width, height))
+            per_frame[i].append(to_frame(dets, owner))
+    out = []
+    for i, parts in enumerate(per_frame):
+        if len(parts) == 1 and regions[i] is None:
+            out.append(parts[0])
+            continue
+        kept = drop_cut_duplicates(concat(parts), np.concatenate(cuts[i]) if parts
+                                   else np.zeros(0, bool))
+        out.append(merge_detections([kept], nms_thresh))
+    return out
 
 
 def region_cost(regions: Sequence[Region]) -> float:

@@ -121,11 +121,14 @@ class Scanner:
                 untracked.append(region)
             else:  # motion where nothing was searched lately
                 new.append(region)
-        # Someone who just appeared inside motion searched before (a group's blob): the new
-        # moving pixels make a blob of their own, whose shape gives their face's size.
+        # Someone who just appeared inside motion searched before (a group's blob, or the
+        # swinging legs under a tracked face): the new moving pixels make a blob of their own,
+        # whose shape gives their face's size. Tracked bodies are not cleared here: a head
+        # may pop in inside one. (Where such a square cuts a tracked face, the cut detection
+        # gives way to the whole one from the track's region: regions.drop_cut_duplicates.)
         if self._mask is not None:
-            for fresh in motion.blobs_outside(bodies, cfg.motion_min_area, self._mask):
-                new.append(fresh_region(fresh, _top_of(fresh, blobs), cfg, width, height))
+            for fresh in motion.blobs_outside([], cfg.motion_min_area, self._mask):
+                new.append(fresh_region(fresh, _top_of(fresh, motion.blobs), cfg, width, height))
         if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
             plan = self._newcomers(new, t, width, height)
             if plan.kind != NONE:
