@@ -146,3 +146,34 @@ def test_real_lfw_faces_pass_at_every_size(onet) -> None:  # type: ignore[no-unt
     probes = hr + [degrade(c, s, seed_of(n)) for c, n in zip(hr, names) for s in (32, 24)]
     s = onet.score(probes)
     assert np.mean(s >= GateConfig().min_faceness) >= 0.9, s
+
+
+def test_onet_on_onnxruntime_gives_the_torch_probabilities(
+        onet, group_photo: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """The O-Net graph the project writes for onnxruntime (no onnx package, no exporter)
+    scores crops as the torch module does: face crops of the group photo at 16, 32 and 128 px
+    and non-faces, to 1e-5; the onnx package, where installed, accepts the graph."""
+    pytest.importorskip("onnxruntime")
+    from cctv_sr.config import DetectorConfig
+    from cctv_sr.detect import create_detector
+    from cctv_sr.face.align import similarity_to_template, warp_face
+    from cctv_sr.face.faceness import OnetFaceness
+
+    fast = OnetFaceness(runtime="onnxruntime")
+    slow = OnetFaceness(runtime="torch")
+    assert (fast.runtime, slow.runtime) == ("onnxruntime", "torch")
+    dets = create_detector(DetectorConfig(name="yunet")).detect([group_photo])[0]
+    crops = [warp_face(group_photo, similarity_to_template(k, side), side)
+             for k in dets.kps for side in (16, 32, 128)]
+    rng = np.random.default_rng(1)
+    crops += [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+              np.full((64, 64, 3), 90, np.uint8)]
+    a, b = fast.score(crops), slow.score(crops)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert len(crops) >= 20 and (a[:-2] > 0.5).mean() >= 0.8 and (a[-2:] < 0.5).all()
+    onnx = pytest.importorskip("onnx")
+    from cctv_sr.face.onet_onnx import onet_model
+
+    onnx.checker.check_model(onnx.load_from_string(onet_model(slow.net)))
+    with pytest.raises(ContractError, match="runtime"):
+        OnetFaceness(runtime="tensorflow")

@@ -18,16 +18,20 @@ Measured on samples/measure_gate.py's sets (see :mod:`cctv_sr.identity.gate` for
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
 import torch
 
 from cctv_sr.errors import ContractError
+
+if TYPE_CHECKING:
+    from cctv_sr.detect.mtcnn_weights import ONet
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +47,12 @@ CHUNK = 256  # crops per O-Net call
 MIN_SIDE = 8
 
 
-def _load_onet(weights_dir: Path | None, device: torch.device) -> tuple[torch.nn.Module, Path]:
+def _load_onet(weights_dir: Path | None, device: torch.device) -> tuple[ONet, Path]:
     from cctv_sr.detect.mtcnn_weights import ONet, load_arrays, weight_files
 
     path = weight_files(weights_dir)["onet"]
-    net = ONet().load_keras(load_arrays(path, "onet"))
+    net = ONet()
+    net.load_keras(load_arrays(path, "onet"))
     net.to(device)
     net.eval()
     log.info("faceness: MTCNN O-Net from %s", path)
@@ -105,22 +110,36 @@ class OnetFaceness:
 
     ``score(crops)`` is batched; crops of different sides may be mixed (16, 32 and 128 in the
     pipeline). ``device`` is a torch device string; CUDA falls back to the CPU like the
-    detector does.
+    detector does. ``runtime``: ``auto`` runs the network on onnxruntime when it is installed
+    (the graph built from the same weights, :mod:`cctv_sr.face.onet_onnx`; about 2.4x faster
+    here, same probabilities to 1e-7), else on torch; ``torch`` or ``onnxruntime`` force one.
     """
 
     name = "onet"
 
     def __init__(self, device: str = "cpu", weights_dir: Path | None = None,
-                 window: tuple[float, float, float] = WINDOW) -> None:
+                 window: tuple[float, float, float] = WINDOW, runtime: str = "auto") -> None:
         from cctv_sr.detect.mtcnn import torch_device
 
         if not 0.2 <= window[2] <= 3.0:
             raise ContractError(f"faceness window side must be in 0.2..3 crop sides, "
                                 f"got {window[2]}")
+        if runtime not in ("auto", "torch", "onnxruntime"):
+            raise ContractError(f"faceness runtime must be auto, torch or onnxruntime, "
+                                f"got {runtime!r}")
         self.device = torch_device(device)
         self.window = window
         self.net, path = _load_onet(weights_dir, self.device)
         self.model_files = (path,)
+        self._session: Any = None
+        if runtime == "onnxruntime" or (
+                runtime == "auto" and importlib.util.find_spec("onnxruntime") is not None):
+            from cctv_sr.face.onet_onnx import onet_model
+            from cctv_sr.models.ort import create_session
+
+            self._session = create_session(onet_model(self.net), device=device,
+                                           what="faceness O-Net", spin=False)
+        self.runtime = "torch" if self._session is None else "onnxruntime"
 
     def inputs(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """(N, 48, 48, 3) BGR uint8: what O-Net sees of each crop."""
@@ -133,6 +152,15 @@ class OnetFaceness:
         """(N,) float32 face probabilities in [0, 1]."""
         batch = self.inputs(crops)
         out = np.zeros(len(batch), np.float32)
+        if self._session is not None and len(batch):
+            from cctv_sr.face.onet_onnx import face_probability
+
+            # as the detector feeds it: RGB, (x - 127.5) / 128, NCHW
+            blob = (batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) - 127.5) / 128.0
+            for start in range(0, len(batch), CHUNK):
+                logits = self._session.run(None, {"x": blob[start:start + CHUNK]})[0]
+                out[start:start + CHUNK] = face_probability(logits)
+            return out
         with torch.inference_mode():
             for start in range(0, len(batch), CHUNK):
                 part = torch.from_numpy(batch[start:start + CHUNK]).to(self.device)

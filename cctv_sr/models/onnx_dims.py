@@ -40,7 +40,10 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def _put_varint(value: int) -> bytes:
+def put_varint(value: int) -> bytes:
+    """The protobuf varint of ``value`` (a negative int64 as its 64-bit two's complement)."""
+    if value < 0:
+        value &= (1 << 64) - 1
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -79,9 +82,9 @@ def encode(fields: list[Field]) -> bytes:
     """The message of ``fields`` (the inverse of :func:`parse`)."""
     out = bytearray()
     for number, wire, payload in fields:
-        out += _put_varint(number << 3 | wire)
+        out += put_varint(number << 3 | wire)
         if wire == _LEN:
-            out += _put_varint(len(payload))
+            out += put_varint(len(payload))
         out += payload
     return bytes(out)
 
