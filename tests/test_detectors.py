@@ -374,20 +374,25 @@ def test_yunet_keeps_one_network_per_input_size(group_photo: np.ndarray,
         np.testing.assert_allclose(dets.xyxy, fresh.xyxy, atol=1e-3)
 
 
-def test_yunet_onnxruntime_matches_opencv(group_photo: np.ndarray) -> None:
+def test_yunet_onnxruntime_matches_opencv(group_photo: np.ndarray,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The onnxruntime path (the shipped fixed-size file made dynamic in memory, outputs
     decoded by the project) finds what cv2.FaceDetectorYN finds: same faces, boxes and
-    landmarks within 0.01 px, scores within 1e-4; a batch of same-size images gives what
-    one call per image gives. Sizes that are not multiples of 32 are padded like OpenCV's."""
+    landmarks within 0.01 px, scores within 1e-4. Same-size images batched (two per call
+    here, so a batch boundary is crossed) give what one call per image gives, each its own
+    faces. Sizes that are not multiples of 32 are padded like OpenCV's."""
     pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
+    from cctv_sr.detect import yunet_ort
+
+    monkeypatch.setattr(yunet_ort, "MAX_BATCH", 2)
     ort_det = build("yunet", runtime="onnxruntime")
     cv_det = build("yunet", runtime="opencv")
     assert (ort_det.runtime, cv_det.runtime) == ("onnxruntime", "opencv")  # type: ignore[attr-defined]
     small = cv2.resize(group_photo, None, fx=0.6, fy=0.6)
-    images = [group_photo, small, np.ascontiguousarray(group_photo[:250, 100:350]),
-              cv2.resize(group_photo[:200, :200], (288, 288))]
-    batch = ort_det.detect(images + [images[2], images[2]])
+    crop = np.ascontiguousarray(group_photo[:250, 100:350])
+    images = [group_photo, small, crop, cv2.resize(group_photo[:200, :200], (288, 288)),
+              np.ascontiguousarray(crop[:, ::-1]), np.ascontiguousarray(group_photo[:250, :250])]
+    batch = ort_det.detect(images)
     total = 0
     for k, image in enumerate(images):
         want = cv_det.detect([image])[0]
@@ -397,21 +402,22 @@ def test_yunet_onnxruntime_matches_opencv(group_photo: np.ndarray) -> None:
         np.testing.assert_allclose(got.xyxy, want.xyxy, atol=1e-2)
         np.testing.assert_allclose(got.kps, want.kps, atol=1e-2)
         np.testing.assert_allclose(got.score, want.score, atol=1e-4)
+        assert len(batch[k]) == len(got)
         np.testing.assert_allclose(batch[k].xyxy, got.xyxy, atol=1e-3)
-    assert total >= 8
-    for extra in batch[len(images):]:
-        np.testing.assert_allclose(extra.xyxy, batch[2].xyxy, atol=1e-3)
+    assert total >= 10
+    # the three 250 x 250 images hold different faces: rows never went to the wrong image
+    assert not np.allclose(batch[2].xyxy[:1], batch[4].xyxy[:1])
 
 
 def test_yunet_auto_runtime_falls_back_to_opencv(monkeypatch: pytest.MonkeyPatch,
                                                  group_photo: np.ndarray) -> None:
-    """Without onnxruntime (or onnx) ``runtime = "auto"`` runs OpenCV's YuNet; an unknown
-    runtime is refused by name."""
+    """Without onnxruntime ``runtime = "auto"`` runs OpenCV's YuNet; an unknown runtime is
+    refused by name."""
     from cctv_sr.detect import yunet
 
     monkeypatch.setattr(yunet, "runtime_available", lambda: False)
     detector = build("yunet")
     assert detector.runtime == "opencv"  # type: ignore[attr-defined]
     assert len(detector.detect([group_photo])[0]) >= 4
-    with pytest.raises(ContractError, match="detector.runtime"):
+    with pytest.raises(ConfigError, match="detector.runtime"):
         build("yunet", runtime="tensorrt")

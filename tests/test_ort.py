@@ -55,13 +55,14 @@ def test_free_dims_rewrites_only_the_declared_shapes() -> None:
     path = Path(cctv_sr.models.__file__).parent / "weights" / "face_detection_yunet_2023mar.onnx"
     data = path.read_bytes()
     freed = onnx.load_from_string(free_dims(data, {0: "batch", 2: "height", 3: "width"},
-                                            {1: "rows"}))
+                                            {1: "{name}_rows"}))
     onnx.checker.check_model(freed)
     original = onnx.load_from_string(data)
     dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in list(freed.graph.input) + list(freed.graph.output)]
     assert dims[0] == ["batch", 3, "height", "width"]
-    assert dims[1:] and all(d[0] == 1 and d[1] == "rows" for d in dims[1:])
+    names = [v.name for v in freed.graph.output]
+    assert dims[1:] and all(d[0] == 1 and d[1] == f"{n}_rows" for d, n in zip(dims[1:], names))
     assert len(original.graph.value_info) > 0 and len(freed.graph.value_info) == 0
     assert [n.SerializeToString() for n in freed.graph.node] == \
         [n.SerializeToString() for n in original.graph.node]
@@ -77,7 +78,9 @@ def test_free_dims_refuses_what_is_not_a_model() -> None:
     from cctv_sr.models.onnx_dims import encode, free_dims, parse
 
     with pytest.raises(ModelError):
-        free_dims(b"\x0a\xff", {0: "n"}, {})  # a length running past the end
+        free_dims(b"\x0a\x05ab", {0: "n"}, {})  # a length running past the end
+    with pytest.raises(ModelError):
+        free_dims(b"\x0a\xff", {0: "n"}, {})  # a varint cut short
     with pytest.raises(ModelError, match="no graph"):
         free_dims(encode([(1, 0, b"\x07")]), {0: "n"}, {})  # ir_version only
     fields = [(1, 0, b"\xac\x02"), (2, 2, b"x" * 300), (3, 5, b"abcd"), (4, 1, b"12345678")]

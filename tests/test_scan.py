@@ -338,6 +338,9 @@ def test_a_newcomer_inside_a_tracked_persons_body_is_searched_at_once() -> None:
             if r.x0 <= face[0] and r.y0 <= face[1] and face[2] <= r.x0 + r.side
             and face[3] <= r.y0 + r.side]
     assert seen and max(seen) >= 32, (plans[8].regions, face)
+    # the tracked face the new square reaches is searched whole in the same frame
+    assert any(r.x0 <= tracked[0] and r.y0 <= tracked[1] and tracked[2] <= r.x0 + r.side
+               and tracked[3] <= r.y0 + r.side for r in plans[8].regions)
     assert plans[7].kind == NONE  # nothing new the frame before: the track is carried
 
 

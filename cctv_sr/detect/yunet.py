@@ -16,7 +16,7 @@ from cctv_sr.config import DetectorConfig
 from cctv_sr.detect.base import FaceDetector, check_images, require_file
 from cctv_sr.detect.boxes import finalize
 from cctv_sr.detect.yunet_ort import Raw, YunetRuntime, runtime_available
-from cctv_sr.errors import BackendUnavailableError, ContractError, ModelError
+from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError
 from cctv_sr.records import FaceDetections
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ class YunetDetector(FaceDetector):
     ``model_path`` is the ONNX file (:func:`~cctv_sr.detect.create_detector` resolves
     ``detector.model_path``, else ``yunet_2023mar``'s
     ``face_detection_yunet_2023mar.onnx``). Detections whose box is smaller than
-    ``cfg.min_face_px`` are dropped. ``cfg.runtime``: ``auto`` takes onnxruntime when it and
-    ``onnx`` import, else OpenCV. onnxruntime runs same-size images in one call and honours
+    ``cfg.min_face_px`` are dropped. ``cfg.runtime``: ``auto`` takes onnxruntime when it is
+    installed and loads, else OpenCV. onnxruntime runs same-size images in one call and honours
     ``cfg.device`` (CUDA with onnxruntime-gpu); OpenCV runs one image per call on the CPU.
     """
 
@@ -61,19 +61,23 @@ class YunetDetector(FaceDetector):
         super().__init__(cfg, model_path)
         path = require_file(self.model_path, "yunet",
                             " (e.g. shared/models/yunet_2023mar/face_detection_yunet_2023mar.onnx)")
-        self.check_available()
         self._path = path
         self._nets: OrderedDict[tuple[int, int], cv2.FaceDetectorYN] = OrderedDict()
         self._runtime: YunetRuntime | None = None
-        if cfg.runtime == "onnxruntime" or (cfg.runtime == "auto" and runtime_available()):
+        if cfg.runtime not in ("auto", "onnxruntime", "opencv"):
+            raise ConfigError(f"detector.runtime must be auto, onnxruntime or opencv, "
+                              f"got {cfg.runtime!r}")
+        if cfg.runtime == "onnxruntime":
             self._runtime = YunetRuntime(path, cfg.device)
-            self.runtime = "onnxruntime"
-        else:
-            if cfg.runtime not in ("auto", "opencv"):
-                raise ContractError(f"detector.runtime must be auto, onnxruntime or opencv, "
-                                    f"got {cfg.runtime!r}")
+        elif cfg.runtime == "auto" and runtime_available():
+            try:
+                self._runtime = YunetRuntime(path, cfg.device)
+            except BackendUnavailableError as exc:  # installed but broken (a package clash)
+                log.warning("yunet: onnxruntime unusable (%s); running on OpenCV", exc)
+        self.runtime = "onnxruntime" if self._runtime is not None else "opencv"
+        if self._runtime is None:
+            self.check_available()
             self._net_for((320, 320))  # a file that does not load fails here, not mid-run
-            self.runtime = "opencv"
             if cfg.device.startswith("cuda"):
                 log.info("yunet runs on OpenCV's CPU backend; detector.device=%s ignored",
                          cfg.device)
@@ -105,15 +109,17 @@ class YunetDetector(FaceDetector):
             return net
         cfg = self.cfg
         try:
-            # OpenCV applies its score cut before NMS; use the caller's cut for both.
+            # OpenCV's score cut is the caller's; its own NMS is off (threshold 1: nothing
+            # overlaps more than that) so that finalize's NMS, on float boxes and after the
+            # min_face_px cut, is the one both runtimes apply: OpenCV's runs on boxes cut to
+            # integers before that cut, and kept other faces.
             # OpenCV 5 warns on every create that its new graph engine ignores targets; that
             # says nothing to a user, so keep its log quiet for this call.
             previous = cv2.utils.logging.getLogLevel()
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
             try:
                 net = cv2.FaceDetectorYN.create(
-                    str(self._path), "", size, float(cfg.score_thresh), float(cfg.nms_thresh),
-                    TOP_K,
+                    str(self._path), "", size, float(cfg.score_thresh), 1.0, TOP_K,
                 )
             finally:
                 cv2.utils.logging.setLogLevel(previous)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cctv_sr.detect.base import chunked, group_by_shape
 from cctv_sr.errors import ModelError
 from cctv_sr.models.onnx_dims import free_dims
 from cctv_sr.models.ort import create_session
@@ -50,7 +51,7 @@ def dynamic_model(path: Path) -> bytes:
     except OSError as exc:
         raise ModelError(f"yunet: cannot read {path}: {exc}") from exc
     try:
-        return free_dims(data, {0: "batch", 2: "height", 3: "width"}, {1: "rows"})
+        return free_dims(data, {0: "batch", 2: "height", 3: "width"}, {1: "{name}_rows"})
     except ModelError as exc:
         raise ModelError(f"yunet: cannot load {path}: {exc}") from None
 
@@ -77,14 +78,10 @@ class YunetRuntime:
     def run(self, images: Sequence[np.ndarray], score_thresh: float) -> list[Raw]:
         """Candidates of each image (same order), grouped into batched calls by size."""
         out: list[Raw] = [_concat([])] * len(images)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, image in enumerate(images):
-            groups.setdefault((int(image.shape[0]), int(image.shape[1])), []).append(i)
-        for (height, width), idxs in groups.items():
+        for (height, width), idxs in group_by_shape(images).items():
             ph, pw = -(-height // PAD) * PAD, -(-width // PAD) * PAD
             per_call = max(1, min(MAX_BATCH, MAX_BATCH_PIXELS // (ph * pw)))
-            for start in range(0, len(idxs), per_call):
-                chunk = idxs[start:start + per_call]
+            for chunk in chunked(idxs, per_call):
                 results = self._infer([images[i] for i in chunk], ph, pw, score_thresh)
                 for i, raw in zip(chunk, results):
                     out[i] = raw
@@ -100,15 +97,16 @@ class YunetRuntime:
             outs = self._session.run(self._outputs, {self._input: batch})
         except Exception as exc:  # onnxruntime raises its own (pybind) exception types
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelError(f"yunet: inference failed on input {batch.shape}: {first}") from None
+            raise ModelError(f"yunet: inference failed on input {batch.shape}: {first}") from exc
         named = dict(zip(self._outputs, outs))
         n = len(images)
         parts: list[list[Raw]] = [[] for _ in range(n)]
         for s in STRIDES:
             grid = self._grid(ph // s, pw // s, s)
             cells = len(grid)
-            cls, obj, bbox, kps = (np.asarray(named[f"{kind}_{s}"]).reshape(n, cells, -1)
-                                   for kind in ("cls", "obj", "bbox", "kps"))
+            cls, obj, bbox, kps = (_rows(named, f"{kind}_{s}", n, cells, width)
+                                   for kind, width in (("cls", 1), ("obj", 1), ("bbox", 4),
+                                                       ("kps", 10)))
             score = np.sqrt(np.clip(cls[..., 0], 0, 1) * np.clip(obj[..., 0], 0, 1))
             for k in range(n):
                 keep = np.nonzero(score[k] >= score_thresh)[0]
@@ -126,6 +124,16 @@ class YunetRuntime:
             grid = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
             self._grids[key] = grid
         return grid
+
+
+def _rows(named: dict[str, np.ndarray], name: str, n: int, cells: int, width: int
+          ) -> np.ndarray:
+    """Output ``name`` as (n, cells, width): the n images' rows one after the other."""
+    out = np.asarray(named[name])
+    if out.size != n * cells * width:
+        raise ModelError(f"yunet: output {name} has shape {out.shape}; expected {n * cells} "
+                         f"rows of {width} for {n} image(s)")
+    return out.reshape(n, cells, width)
 
 
 def _decode(cells: np.ndarray, bbox: np.ndarray, kps: np.ndarray, score: np.ndarray,
@@ -146,5 +154,5 @@ def _concat(parts: list[Raw]) -> Raw:
 
 
 def runtime_available() -> bool:
-    """Whether onnxruntime imports (the ``[onnx]`` extra)."""
+    """Whether onnxruntime is installed (the ``[onnx]`` extra)."""
     return importlib.util.find_spec("onnxruntime") is not None

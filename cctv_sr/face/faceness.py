@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from cctv_sr.errors import ContractError
+from cctv_sr.errors import BackendUnavailableError, ContractError
 
 if TYPE_CHECKING:
     from cctv_sr.detect.mtcnn_weights import ONet
@@ -112,7 +112,8 @@ class OnetFaceness:
     pipeline). ``device`` is a torch device string; CUDA falls back to the CPU like the
     detector does. ``runtime``: ``auto`` runs the network on onnxruntime when it is installed
     (the graph built from the same weights, :mod:`cctv_sr.face.onet_onnx`; about 2.4x faster
-    here, same probabilities to 1e-7), else on torch; ``torch`` or ``onnxruntime`` force one.
+    here, the same probabilities to within 1e-7), else on torch; ``torch`` or
+    ``onnxruntime`` force one.
     """
 
     name = "onet"
@@ -137,8 +138,13 @@ class OnetFaceness:
             from cctv_sr.face.onet_onnx import onet_model
             from cctv_sr.models.ort import create_session
 
-            self._session = create_session(onet_model(self.net), device=device,
-                                           what="faceness O-Net", spin=False)
+            try:
+                self._session = create_session(onet_model(self.net), device=device,
+                                               what="faceness O-Net", spin=False)
+            except BackendUnavailableError as exc:  # installed but broken (a package clash)
+                if runtime == "onnxruntime":
+                    raise
+                log.warning("faceness: onnxruntime unusable (%s); O-Net runs on torch", exc)
         self.runtime = "torch" if self._session is None else "onnxruntime"
 
     def inputs(self, crops: Sequence[np.ndarray]) -> np.ndarray:
@@ -156,7 +162,8 @@ class OnetFaceness:
             from cctv_sr.face.onet_onnx import face_probability
 
             # as the detector feeds it: RGB, (x - 127.5) / 128, NCHW
-            blob = (batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) - 127.5) / 128.0
+            blob = np.ascontiguousarray(
+                (batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) - 127.5) / 128.0)
             for start in range(0, len(batch), CHUNK):
                 logits = self._session.run(None, {"x": blob[start:start + CHUNK]})[0]
                 out[start:start + CHUNK] = face_probability(logits)

@@ -50,8 +50,8 @@ def tensor(name: str, array: np.ndarray) -> bytes:
 
 
 def _attribute(name: str, value: int | Sequence[int]) -> bytes:
-    if isinstance(value, int):
-        return encode([_text(1, name), _int(3, value), _int(20, _ATTR_INT)])
+    if isinstance(value, (int, np.integer)):
+        return encode([_text(1, name), _int(3, int(value)), _int(20, _ATTR_INT)])
     return encode([_text(1, name)] + [_int(8, int(v)) for v in value] + [_int(20, _ATTR_INTS)])
 
 

@@ -95,25 +95,30 @@ def _edit(buf: bytes, number: int, change: Callable[[bytes], bytes]) -> bytes:
                    for n, w, p in parse(buf)])
 
 
-def _free_shape(shape: bytes, names: Mapping[int, str]) -> bytes:
+def _free_shape(shape: bytes, names: Mapping[int, str], tensor: str) -> bytes:
     fields = parse(shape)
     dims = [k for k, (n, w, _) in enumerate(fields) if n == _DIM and w == _LEN]
     for index, name in names.items():
         if index < len(dims):
             k = dims[index]
             kept = [f for f in parse(fields[k][2]) if f[0] not in (1, _DIM_PARAM)]
-            fields[k] = (_DIM, _LEN, encode([(_DIM_PARAM, _LEN, name.encode())] + kept))
+            param = name.format(name=tensor).encode()
+            fields[k] = (_DIM, _LEN, encode([(_DIM_PARAM, _LEN, param)] + kept))
     return encode(fields)
 
 
 def _free_value_info(value_info: bytes, names: Mapping[int, str]) -> bytes:
+    tensor = next((p.decode(errors="replace") for n, w, p in parse(value_info)
+                   if n == 1 and w == _LEN), "")
     return _edit(value_info, _TYPE, lambda t: _edit(
-        t, _TENSOR, lambda tensor: _edit(tensor, _SHAPE, lambda s: _free_shape(s, names))))
+        t, _TENSOR, lambda tt: _edit(tt, _SHAPE, lambda s: _free_shape(s, names, tensor))))
 
 
 def free_dims(model: bytes, inputs: Mapping[int, str], outputs: Mapping[int, str]) -> bytes:
     """``model`` (serialised ONNX) with dimension ``i`` of every graph input named
-    ``inputs[i]`` and of every output ``outputs[i]`` (e.g. ``{0: "batch", 2: "height"}``).
+    ``inputs[i]`` and of every output ``outputs[i]`` (e.g. ``{0: "batch", 2: "height"}``;
+    ``{name}`` in a name becomes the tensor's own name, so outputs of different lengths get
+    different dimension names).
     The graph's ``value_info`` (intermediate shapes inferred for the fixed size) is dropped:
     onnxruntime infers them again for each input shape."""
     def graph(g: bytes) -> bytes:
