@@ -205,15 +205,18 @@ def cut_rows(dets: FaceDetections, region: Region, width: int, height: int) -> n
     return np.asarray(cut, bool)
 
 
-def drop_cut_duplicates(dets: FaceDetections, cut: np.ndarray,
-                        inside: float = 0.5) -> FaceDetections:
+def drop_cut_duplicates(dets: FaceDetections, cut: np.ndarray, inside: float = 0.5,
+                        known: np.ndarray | None = None) -> FaceDetections:
     """``dets`` without the cut ones (``cut`` mask) that lie mostly (``inside`` of their area)
-    within a detection no edge cut: the same face seen whole in another region. A cut box's
-    IoU with the whole one can be too low for NMS, and a second track would start on it;
-    a cut face seen nowhere else is kept."""
-    if not cut.any() or cut.all():
-        return dets
+    within a detection no edge cut, or within a ``known`` face box (N, 4; the live tracks'
+    predicted boxes): the same face, seen whole in another region or followed already. A cut
+    box's IoU with the whole one can be too low for NMS or for the tracker, and a second
+    track would start on it; a cut face of no one known is kept."""
     whole = dets.xyxy[~cut]
+    if known is not None and len(known):
+        whole = np.concatenate([whole, np.asarray(known, np.float32).reshape(-1, 4)])
+    if not cut.any() or not len(whole):
+        return dets
     drop = np.zeros(len(dets), bool)
     for k in np.nonzero(cut)[0]:
         box = dets.xyxy[k]
@@ -225,12 +228,12 @@ def drop_cut_duplicates(dets: FaceDetections, cut: np.ndarray,
 
 
 def detect_regions(detector: FaceDetector, images: Sequence[np.ndarray],
-                   regions: Sequence[Sequence[Region] | None],
-                   nms_thresh: float) -> list[FaceDetections]:
+                   regions: Sequence[Sequence[Region] | None], nms_thresh: float,
+                   known: Sequence[np.ndarray] | None = None) -> list[FaceDetections]:
     """Faces of each frame, searched in its regions (None: the whole frame), in one detector
     call over every region of every frame; boxes and landmarks in frame pixels. A face a
-    region's edge cuts is dropped where another region sees it whole
-    (:func:`drop_cut_duplicates`)."""
+    region's edge cuts is dropped where another region sees it whole or where it lies in one
+    of the frame's ``known`` face boxes (:func:`drop_cut_duplicates`)."""
     inputs: list[np.ndarray] = []
     owners: list[tuple[int, Region | None]] = []
     for i, (image, frame_regions) in enumerate(zip(images, regions)):
@@ -258,7 +261,8 @@ def detect_regions(detector: FaceDetector, images: Sequence[np.ndarray],
             out.append(parts[0])
             continue
         kept = drop_cut_duplicates(concat(parts), np.concatenate(cuts[i]) if parts
-                                   else np.zeros(0, bool))
+                                   else np.zeros(0, bool),
+                                   known=None if known is None else known[i])
         out.append(merge_detections([kept], nms_thresh))
     return out
 

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 
+import numpy as np
+
 from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.detect.regions import detect_regions
@@ -150,6 +152,7 @@ class Analyzer:
     def _process_span(self, frames: Sequence[Frame], start: int) -> int:
         t0 = time.perf_counter()
         plans: list[ScanPlan] = []
+        known: list[np.ndarray] = []  # each frame's predicted track boxes (cut faces give way)
         ahead: dict[str, int] = {}
         exhaustive = self.cfg.scan.mode == "exhaustive"
         for frame in frames[start:]:
@@ -162,6 +165,7 @@ class Analyzer:
                 tracks = []
             st.planned_session = frame.session
             plans.append(st.scanner.plan(frame.image, self._t(frame, st), tracks))
+            known.append(np.asarray([box for _, box in tracks], np.float32).reshape(-1, 4))
             self.stats.scan.count(plans[-1])
             if plans[-1].kind == FULL and not exhaustive:
                 break
@@ -170,7 +174,8 @@ class Analyzer:
         t0 = time.perf_counter()
         todo = [i for i, plan in enumerate(plans) if plan.kind != NONE]
         found = detect_regions(self.detector, [span[i].image for i in todo],
-                               [plans[i].searched for i in todo], self.cfg.detector.nms_thresh)
+                               [plans[i].searched for i in todo], self.cfg.detector.nms_thresh,
+                               [known[i] for i in todo])
         self.stats.detect_s += time.perf_counter() - t0
         all_dets = [FaceDetections.empty() for _ in span]
         for i, dets in zip(todo, found):

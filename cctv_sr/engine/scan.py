@@ -125,12 +125,12 @@ class Scanner:
         # swinging legs under a tracked face): the new moving pixels make a blob of their own,
         # whose shape gives their face's size. Tracked bodies are not cleared here: a head
         # may pop in inside one. (Where such a square cuts a tracked face, the cut detection
-        # gives way to the whole one from the track's region: regions.drop_cut_duplicates.)
+        # gives way to the tracked face: regions.drop_cut_duplicates.)
         if self._mask is not None:
             for fresh in motion.blobs_outside([], cfg.motion_min_area, self._mask):
                 new.append(fresh_region(fresh, _top_of(fresh, motion.blobs), cfg, width, height))
         if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
-            plan = self._newcomers(new, t, width, height, tracks, tracked)
+            plan = self._newcomers(new, t, width, height)
             if plan.kind != NONE:
                 self._mask = motion.mask
             return plan
@@ -157,20 +157,14 @@ class Scanner:
                 self._checked_at[tid] = t
         return ScanPlan(REGIONS, tuple(merged), checked=frozenset(checked))
 
-    def _newcomers(self, new: list[Region], t: float, width: int, height: int,
-                   tracks: list[tuple[int, np.ndarray]], tracked: list[Region]) -> ScanPlan:
+    def _newcomers(self, new: list[Region], t: float, width: int, height: int) -> ScanPlan:
         """Between detections: the regions of ``new`` motion (no track's region covers it, and
         nothing was searched there lately: someone who just appeared) are searched at once, so
-        a newcomer's first frames are not lost. A tracked face such a region reaches is
-        searched in its own region too, so that a part of it the new region cuts off gives way
-        to the whole face (:func:`~cctv_sr.detect.regions.drop_cut_duplicates`). No track
-        counts as searched for: they wait for the next detection (a miss here never loses a
-        track)."""
+        a newcomer's first frames are not lost. No track counts as searched for: they wait
+        for the next detection (a miss here never loses a track)."""
         if not new:
             return ScanPlan(NONE, checked=frozenset())
-        reached = [region for (_, box), region in zip(tracks, tracked)
-                   if any(_touches(box, r) for r in new)]
-        merged = merge_regions(new + reached, width, height)
+        merged = merge_regions(new, width, height)
         self._searched += [(t, r) for r in merged]
         return ScanPlan(REGIONS, tuple(merged), checked=frozenset())
 
@@ -190,13 +184,6 @@ def _top_of(part: np.ndarray, blobs: np.ndarray) -> float:
     tops = [float(b[1]) for b in blobs
             if b[0] <= x1 and x0 <= b[2] and b[1] <= y1 and y0 <= b[3]]
     return min(tops, default=y0)
-
-
-def _touches(box: np.ndarray, region: Region) -> bool:
-    """Whether ``box`` (xyxy) and the region's square overlap at all."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    return (x1 > region.x0 and x0 < region.x0 + region.side and y1 > region.y0
-            and y0 < region.y0 + region.side)
 
 
 def _inside(box: np.ndarray, region: Region) -> bool:
