@@ -415,7 +415,7 @@ def test_yunet_auto_runtime_falls_back_to_opencv(monkeypatch: pytest.MonkeyPatch
     refused by name."""
     from cctv_sr.detect import yunet
 
-    monkeypatch.setattr(yunet, "runtime_available", lambda: False)
+    monkeypatch.setattr(yunet, "onnxruntime_installed", lambda: False)
     detector = build("yunet")
     assert detector.runtime == "opencv"  # type: ignore[attr-defined]
     assert len(detector.detect([group_photo])[0]) >= 4

@@ -15,8 +15,9 @@ import numpy as np
 from cctv_sr.config import DetectorConfig
 from cctv_sr.detect.base import FaceDetector, check_images, require_file
 from cctv_sr.detect.boxes import finalize
-from cctv_sr.detect.yunet_ort import Raw, YunetRuntime, runtime_available
+from cctv_sr.detect.yunet_ort import Raw, YunetRuntime
 from cctv_sr.errors import BackendUnavailableError, ConfigError, ModelError
+from cctv_sr.models.ort import onnxruntime_installed
 from cctv_sr.records import FaceDetections
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class YunetDetector(FaceDetector):
                               f"got {cfg.runtime!r}")
         if cfg.runtime == "onnxruntime":
             self._runtime = YunetRuntime(path, cfg.device)
-        elif cfg.runtime == "auto" and runtime_available():
+        elif cfg.runtime == "auto" and onnxruntime_installed():
             try:
                 self._runtime = YunetRuntime(path, cfg.device)
             except BackendUnavailableError as exc:  # installed but broken (a package clash)

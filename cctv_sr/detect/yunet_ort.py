@@ -20,8 +20,6 @@ cell at row r, column c: score ``sqrt(clip(cls, 0, 1) * clip(obj, 0, 1))``; box 
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,8 +29,6 @@ from cctv_sr.detect.base import chunked, group_by_shape
 from cctv_sr.errors import ModelError
 from cctv_sr.models.onnx_dims import free_dims
 from cctv_sr.models.ort import create_session
-
-log = logging.getLogger(__name__)
 
 STRIDES = (8, 16, 32)
 PAD = 32  # the network's input sides are multiples of this
@@ -73,7 +69,6 @@ class YunetRuntime:
             raise ModelError(f"yunet: {path} has outputs {names}; expected {wanted}")
         self._outputs = wanted
         self._grids: dict[tuple[int, int, int], np.ndarray] = {}
-        self.provider = str(self._session.get_providers()[0])
 
     def run(self, images: Sequence[np.ndarray], score_thresh: float) -> list[Raw]:
         """Candidates of each image (same order), grouped into batched calls by size."""
@@ -152,7 +147,3 @@ def _concat(parts: list[Raw]) -> Raw:
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
             np.concatenate([p[2] for p in parts]))
 
-
-def runtime_available() -> bool:
-    """Whether onnxruntime is installed (the ``[onnx]`` extra)."""
-    return importlib.util.find_spec("onnxruntime") is not None

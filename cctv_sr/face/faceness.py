@@ -18,7 +18,6 @@ Measured on samples/measure_gate.py's sets (see :mod:`cctv_sr.identity.gate` for
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from cctv_sr.errors import BackendUnavailableError, ContractError
+from cctv_sr.models.ort import onnxruntime_installed
 
 if TYPE_CHECKING:
     from cctv_sr.detect.mtcnn_weights import ONet
@@ -133,8 +133,7 @@ class OnetFaceness:
         self.net, path = _load_onet(weights_dir, self.device)
         self.model_files = (path,)
         self._session: Any = None
-        if runtime == "onnxruntime" or (
-                runtime == "auto" and importlib.util.find_spec("onnxruntime") is not None):
+        if runtime == "onnxruntime" or (runtime == "auto" and onnxruntime_installed()):
             from cctv_sr.face.onet_onnx import onet_model
             from cctv_sr.models.ort import create_session
 
@@ -158,21 +157,19 @@ class OnetFaceness:
         """(N,) float32 face probabilities in [0, 1]."""
         batch = self.inputs(crops)
         out = np.zeros(len(batch), np.float32)
+        # as the detector feeds it: RGB, (x - 127.5) / 128, NCHW
+        blob = np.ascontiguousarray(
+            (batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) - 127.5) / 128.0)
         if self._session is not None and len(batch):
             from cctv_sr.face.onet_onnx import face_probability
 
-            # as the detector feeds it: RGB, (x - 127.5) / 128, NCHW
-            blob = np.ascontiguousarray(
-                (batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) - 127.5) / 128.0)
             for start in range(0, len(batch), CHUNK):
                 logits = self._session.run(None, {"x": blob[start:start + CHUNK]})[0]
                 out[start:start + CHUNK] = face_probability(logits)
             return out
         with torch.inference_mode():
             for start in range(0, len(batch), CHUNK):
-                part = torch.from_numpy(batch[start:start + CHUNK]).to(self.device)
-                # as the detector feeds it: RGB, (x - 127.5) / 128, NCHW
-                x = part.flip(-1).permute(0, 3, 1, 2).float().sub_(127.5).mul_(1.0 / 128.0)
-                _, _, prob = self.net(x.contiguous())
-                out[start:start + len(part)] = prob.float().cpu().numpy()
+                x = torch.from_numpy(blob[start:start + CHUNK]).to(self.device)
+                _, _, prob = self.net(x)
+                out[start:start + len(x)] = prob.float().cpu().numpy()
         return out

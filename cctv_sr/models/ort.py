@@ -9,6 +9,7 @@ the two as exclusive extras (``[onnx]``, ``[gpu]``), and says what to do when it
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from importlib import metadata
 from typing import Any
@@ -20,6 +21,12 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = 'pip install "cctv-sr[onnx]" (CPU) or "cctv-sr[gpu]" (onnxruntime-gpu)'
 FIX_CLASH = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu "
              "(or onnxruntime on a CPU machine)")
+
+
+def onnxruntime_installed() -> bool:
+    """Whether an ``onnxruntime`` module is installed (the ``[onnx]`` or ``[gpu]`` extra),
+    without importing it."""
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def installed_distributions() -> list[str]:
