@@ -82,6 +82,8 @@ class ScanConfig:
     full_frame_s: float = 2.0  # search the whole frame this often (people standing still)
     static_check_s: float = 0.4  # a track over no motion is re-checked this often (at most half
     # of tracker.max_lost_s, so a still track never ends unchecked)
+    look_back: int = 2  # analysed frames a face found for the first time is searched back
+    # through (where they searched elsewhere or nothing; 0: off; off with mode = "exhaustive")
     cut_thresh: float = 0.45  # grey-histogram distance between frames that marks a shot cut
     cut_changed: float = 0.6  # ... or this share of pixels changing at once
 

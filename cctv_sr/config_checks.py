@@ -39,6 +39,7 @@ def validate(cfg: RunConfig) -> None:
         (cfg.scan.detect_interval_s >= 0, "scan.detect_interval_s must be >= 0"),
         (cfg.scan.full_frame_s > 0, "scan.full_frame_s must be > 0"),
         (cfg.scan.static_check_s >= 0, "scan.static_check_s must be >= 0"),
+        (0 <= cfg.scan.look_back <= 25, "scan.look_back must be in [0, 25] frames"),
         (0.0 < cfg.scan.cut_thresh <= 1.0, "scan.cut_thresh must be in (0, 1]"),
         (0.0 < cfg.scan.cut_changed <= 1.0, "scan.cut_changed must be in (0, 1]"),
         (0.0 <= cfg.tracker.high_thresh <= 1.0, "tracker.high_thresh must be in [0, 1]"),

@@ -71,11 +71,13 @@ def face_scale(face_px: float, cfg: ScanConfig) -> float:
                                                                        face_px)))
 
 
-def track_region(box: np.ndarray, cfg: ScanConfig, width: int, height: int) -> Region:
-    """The region that re-finds a tracked face of box ``box`` (xyxy, frame pixels)."""
+def track_region(box: np.ndarray, cfg: ScanConfig, width: int, height: int,
+                 faces: float | None = None) -> Region:
+    """The region that re-finds a tracked face of box ``box`` (xyxy, frame pixels): a square
+    of ``faces`` face widths (default ``scan.region_faces``) at the face's scale."""
     x0, y0, x1, y1 = (float(v) for v in box)
     face = max(x1 - x0, y1 - y0, 1.0)
-    side = max(cfg.region_faces * face, float(cfg.min_region_px))
+    side = max((cfg.region_faces if faces is None else faces) * face, float(cfg.min_region_px))
     return _square((x0 + x1) / 2, (y0 + y1) / 2, side, face_scale(face, cfg), width, height)
 
 
@@ -207,24 +209,41 @@ def cut_rows(dets: FaceDetections, region: Region, width: int, height: int) -> n
 
 def drop_cut_duplicates(dets: FaceDetections, cut: np.ndarray, inside: float = 0.5,
                         known: np.ndarray | None = None) -> FaceDetections:
-    """``dets`` without the cut ones (``cut`` mask) that lie mostly (``inside`` of their area)
-    within a detection no edge cut, or within a ``known`` face box (N, 4; the live tracks'
-    predicted boxes): the same face, seen whole in another region or followed already. A cut
-    box's IoU with the whole one can be too low for NMS or for the tracker, and a second
-    track would start on it; a cut face of no one known is kept."""
-    whole = dets.xyxy[~cut]
-    if known is not None and len(known):
-        whole = np.concatenate([whole, np.asarray(known, np.float32).reshape(-1, 4)])
-    if not cut.any() or not len(whole):
+    """``dets`` without the cut ones (``cut`` mask) that are a face seen whole in another
+    region (they lie mostly, ``inside`` of their area, within a detection no edge cut) or a
+    face followed already: a ``known`` face box (N, 4; the live tracks' predicted boxes) lies
+    mostly within the cut box grown by half its size each way (an edge through a face leaves
+    a box shifted off it, below the face when the top edge cuts it). A cut box's IoU with the
+    whole one can be too low for NMS or for the tracker: a second track would start on it, or
+    the track would jump onto it. A cut face of no one known is kept."""
+    if not cut.any():
         return dets
+    whole = dets.xyxy[~cut]
+    known = np.zeros((0, 4), np.float32) if known is None else np.asarray(
+        known, np.float32).reshape(-1, 4)
     drop = np.zeros(len(dets), bool)
     for k in np.nonzero(cut)[0]:
         box = dets.xyxy[k]
-        iw = np.clip(np.minimum(whole[:, 2], box[2]) - np.maximum(whole[:, 0], box[0]), 0, None)
-        ih = np.clip(np.minimum(whole[:, 3], box[3]) - np.maximum(whole[:, 1], box[1]), 0, None)
-        area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
-        drop[k] = bool((iw * ih / area >= inside).any())
+        grow = 0.5 * (box[2:] - box[:2])
+        drop[k] = bool((_share_inside(box, whole) >= inside).any() or (
+            _share_inside_of(known, np.concatenate([box[:2] - grow, box[2:] + grow]))
+            >= inside).any())
     return dets if not drop.any() else dets[np.nonzero(~drop)[0]]
+
+
+def _share_inside(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """The share of ``box``'s area inside each of ``boxes`` (N, 4)."""
+    iw = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+    ih = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    return iw * ih / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
+
+
+def _share_inside_of(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The share of each of ``boxes`` (N, 4) inside ``box``."""
+    iw = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+    ih = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
+    return iw * ih / area
 
 
 def detect_regions(detector: FaceDetector, images: Sequence[np.ndarray],

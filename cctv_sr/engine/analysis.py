@@ -19,7 +19,8 @@ import numpy as np
 from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.detect.regions import detect_regions
-from cctv_sr.engine.scan import FULL, NONE, Scanner, ScanPlan, ScanStats
+from cctv_sr.engine.lookback import LookBack, PastFrame, past_boxes
+from cctv_sr.engine.scan import NONE, Scanner, ScanPlan, ScanStats
 from cctv_sr.engine.temporal import TemporalStage, TemporalStats
 from cctv_sr.face.align import choose_lr_side, native_size, similarity_to_template, warp_face
 from cctv_sr.face.faceness import Faceness
@@ -45,6 +46,7 @@ class AnalysisStats:
     frames: int = 0
     faces: int = 0  # detected faces
     carried: int = 0  # rows carried by tracks between detections
+    looked_back: int = 0  # faces found in the frames before a new track's first (lookback.py)
     live_tracks: int = 0
     tracks_ended: int = 0
     detect_s: float = 0.0
@@ -80,6 +82,7 @@ class _StreamState:
     book: TrackBook
     fps: float
     scanner: Scanner
+    lookback: LookBack
     last_t: float | None = None  # stream time of the last analysed frame
     session: int | None = None  # Frame.session of the last analysed frame
     planned_session: int | None = None  # ... of the last frame planned (plans run ahead)
@@ -120,6 +123,7 @@ class Analyzer:
                           fps),
                 fps,
                 Scanner(self.cfg.scan, self.cfg.tracker.max_lost_s),
+                LookBack(self.cfg.scan),
             )
             self._streams[stream_id] = st
             src = self.cfg.source  # the analysed frame period (stride, max_fps)
@@ -141,10 +145,13 @@ class Analyzer:
         """Plan the search of a batch of frames, detect in one call over all their regions,
         then track and align them one by one, in order.
 
-        Plans of later frames use the tracks' boxes predicted that many frames ahead. A
-        full-frame pass (which may start many tracks) is processed before the next frame is
-        planned, so the tracks it found get their regions from the next frame on; with
-        ``scan.mode = "exhaustive"`` the whole batch goes in one call."""
+        A frame whose plan searches anything is tracked before the next frame of its
+        stream is planned, so every plan has the tracks of the frame before it: a track born
+        in one frame gets its own region, at its learnt speed, from the next one on (planned
+        a batch ahead, a young track's region stood where it was first seen while its face
+        walked out of it). One detector call still takes the frames of several streams, and a
+        stream's frames that search nothing go with the next one; with ``scan.mode =
+        "exhaustive"`` the whole batch goes in one call."""
         start = 0
         while start < len(frames):
             start = self._process_span(frames, start)
@@ -155,7 +162,10 @@ class Analyzer:
         known: list[np.ndarray] = []  # each frame's predicted track boxes (cut faces give way)
         ahead: dict[str, int] = {}
         exhaustive = self.cfg.scan.mode == "exhaustive"
+        searching: set[str] = set()  # streams with a frame in this span that searches
         for frame in frames[start:]:
+            if frame.stream_id in searching and not exhaustive:
+                break
             st = self._state(frame.stream_id)
             ahead[frame.stream_id] = ahead.get(frame.stream_id, 0) + 1
             tracks = st.tracker.predicted(ahead[frame.stream_id])
@@ -167,8 +177,8 @@ class Analyzer:
             plans.append(st.scanner.plan(frame.image, self._t(frame, st), tracks))
             known.append(np.asarray([box for _, box in tracks], np.float32).reshape(-1, 4))
             self.stats.scan.count(plans[-1])
-            if plans[-1].kind == FULL and not exhaustive:
-                break
+            if plans[-1].kind != NONE:
+                searching.add(frame.stream_id)
         self.stats.scan_s += time.perf_counter() - t0
         span = frames[start:start + len(plans)]
         t0 = time.perf_counter()
@@ -198,15 +208,17 @@ class Analyzer:
         st.last_t, st.session = t, frame.session
         if plan.cut or went_back or reconnected:
             self._end(frame.stream_id, [tr.track_id for tr in st.tracker.finish()], frame.index)
+            st.lookback.forget()
         t0 = time.perf_counter()
         looks = describe(frame.image, dets.xyxy) if len(dets) else None
+        first_new = st.tracker.next_id
         tracked, ended = st.tracker.update(dets, t, plan.checked, looks)
         carried = st.tracker.carried(t)
         self.stats.track_s += time.perf_counter() - t0
+        # the faces found looking back from tracks started now go first (their frames are older)
+        rows, faces, times = self._look_back(st, tracked, first_new)
         t0 = time.perf_counter()
         untracked: list[FaceRow] = []
-        rows: list[FaceRow] = []
-        faces: list[AlignedFace] = []
         for i in range(len(tracked)):
             tid = int(tracked.track_id[i]) if tracked.track_id is not None else -1
             row = FaceRow(frame.stream_id, frame.index, frame.pts, frame.time_base, i,
@@ -217,20 +229,21 @@ class Analyzer:
                 continue
             rows.append(row)
             faces.append(self.align(frame, tracked, i, tid, t))
+            times.append(t)
         # O-Net only for faces that could still become a best shot (it can only lower a score).
         check = [k for k, f in enumerate(faces) if st.book.could_keep(f)]
         if check and self.faceness is not None:
             probs = self.faceness.score([faces[k].crop for k in check])
             for k, p in zip(check, probs):
                 faces[k] = replace(faces[k], quality=with_faceness(faces[k].quality, float(p)))
-        for row, face in zip(rows, faces):
+        for row, face, face_t in zip(rows, faces, times):
             self.temporal.add_face(face)  # the face its requests carry (quality included)
             row = replace(row, quality=face.quality, face_id=face.face_id)
             requests = st.book.add(face, row)
             for request in requests:
                 self.temporal.send(request)
             if self.embed:
-                self._sample(face, t, saved=bool(requests))
+                self._sample(face, face_t, saved=bool(requests))
         for k in range(len(carried)):
             self.temporal.hold(frame.stream_id, int(carried.track_id[k]),  # type: ignore[index]
                                frame.index, frame.pts, frame.time_base, t, frame.image,
@@ -244,6 +257,8 @@ class Analyzer:
             self.temporal.send(FaceRows(frame.stream_id, tuple(untracked),
                                              self._final_before(frame.stream_id,
                                                                 frame.index + 1)))
+        st.lookback.remember(PastFrame(frame, t, plan, past_boxes([tracked, carried]),
+                                       len(tracked) + len(carried)))
         self._end(frame.stream_id, [tr.track_id for tr in ended], frame.index + 1)
         self._flush_open(frame, st, t)
         self.temporal.tick(frame.stream_id, t)
@@ -251,6 +266,38 @@ class Analyzer:
         self.stats.faces += len(tracked)
         self.stats.carried += len(carried)
         self.stats.live_tracks = sum(s.tracker.live_tracks for s in self._streams.values())
+
+    def _look_back(self, st: _StreamState, tracked: FaceDetections, first_new: int
+                   ) -> tuple[list[FaceRow], list[AlignedFace], list[float]]:
+        """Rows and aligned faces of the tracks started this frame (ids from ``first_new``)
+        found in the frames before it (:mod:`cctv_sr.engine.lookback`), oldest first."""
+        rows: list[FaceRow] = []
+        faces: list[AlignedFace] = []
+        times: list[float] = []
+        ids = tracked.track_id
+        born = [] if ids is None else [i for i in range(len(tracked)) if ids[i] >= first_new]
+        if not born or not st.lookback.on:
+            return rows, faces, times
+        t0 = time.perf_counter()
+        chains = st.lookback.search(self.detector, tracked.xyxy[born],
+                                    self.cfg.detector.nms_thresh)
+        self.stats.detect_s += time.perf_counter() - t0
+        for i, chain in zip(born, chains):
+            if not chain:
+                continue
+            tid = int(ids[i])  # type: ignore[index]
+            st.tracker.extend_back(tid, [f.det.xyxy[0] for f in chain], chain[0].past.t)
+            for found in chain:
+                past, det = found.past, found.det.with_track_ids(np.array([tid]))
+                frame = past.frame
+                rows.append(FaceRow(frame.stream_id, frame.index, frame.pts, frame.time_base,
+                                    past.rows, det.xyxy[0], float(det.score[0]), det.kps[0],
+                                    tid))
+                faces.append(self.align(frame, det, 0, tid, past.t, past.rows))
+                past.rows += 1
+                times.append(past.t)
+                self.stats.looked_back += 1
+        return rows, faces, times
 
     def _flush_open(self, frame: Frame, st: _StreamState, t: float) -> None:
         """Live streams: the rows of open tracks older than ``output.flush_s`` are written
@@ -276,9 +323,10 @@ class Analyzer:
                 self.temporal.send(EmbedRequest(face))
 
     def align(self, frame: Frame, dets: FaceDetections, i: int, track_id: int,
-              t: float) -> AlignedFace:
+              t: float, det_index: int | None = None) -> AlignedFace:
         """Warp detection ``i`` to the canonical template at the side its size calls for, from
-        its landmarks smoothed along the track (``temporal.smooth``)."""
+        its landmarks smoothed along the track (``temporal.smooth``); ``det_index``: its row
+        in the frame, when not ``i``."""
         acfg = self.cfg.align
         kps = self.temporal.smooth(frame.stream_id, track_id, t, dets.xyxy[i], dets.kps[i])
         size_px = native_size(kps)
@@ -287,15 +335,20 @@ class Analyzer:
         M = similarity_to_template(kps, side)
         crop = warp_face(frame.image, M, side)
         quality = face_quality(crop, kps, M, size_px, float(dets.score[i]))
-        return AlignedFace(frame.stream_id, track_id, frame.index, frame.pts, frame.time_base, i,
-                           dets.xyxy[i], kps, crop, M, quality)
+        return AlignedFace(frame.stream_id, track_id, frame.index, frame.pts, frame.time_base,
+                           i if det_index is None else det_index, dets.xyxy[i], kps, crop, M,
+                           quality)
 
     def _final_before(self, stream_id: str, next_frame: int | None) -> int | None:
-        """Frames below this have all their face rows emitted (None: every row so far)."""
-        first_open = self._state(stream_id).book.first_open_frame()
-        if first_open is None:
-            return next_frame
-        return first_open if next_frame is None else min(first_open, next_frame)
+        """Frames below this have all their face rows emitted (None: every row so far). The
+        frames kept for looking back may still get rows."""
+        st = self._state(stream_id)
+        marks = [m for m in (st.book.first_open_frame(),
+                             None if next_frame is None else st.lookback.oldest_index())
+                 if m is not None]
+        if next_frame is None:
+            return min(marks) if marks else None
+        return min([next_frame, *marks])
 
     def _end(self, stream_id: str, track_ids: list[int], next_frame: int | None) -> None:
         book = self._state(stream_id).book

@@ -7,6 +7,7 @@ Each analysed frame gets a :class:`ScanPlan`:
 * ``regions``: at most every ``scan.detect_interval_s``, squares around motion blobs and
   around the tracks due for a check (a track over moving pixels at every detection, a still
   one every ``scan.static_check_s``), merged and scaled (:mod:`cctv_sr.detect.regions`);
+  in between, squares around new motion and around tracks younger than one interval;
 * ``none``: nothing is searched; tracks carry their faces (rows marked not detected).
 
 A frame with no motion and no live track costs the motion test only (well under 1 ms).
@@ -83,6 +84,7 @@ class Scanner:
     _checked_at: dict[int, float] = field(default_factory=dict)
     _searched: list[tuple[float, Region]] = field(default_factory=list)  # recent regions
     _mask: np.ndarray | None = None  # the motion mask when regions were last planned
+    _born: dict[int, float] = field(default_factory=dict)  # track id -> first planned time
 
     def __post_init__(self) -> None:
         self.gate = MotionGate(self.cfg)
@@ -95,6 +97,7 @@ class Scanner:
         live = {tid for tid, _ in tracks}
         for tid in [k for k in self._checked_at if k not in live]:
             del self._checked_at[tid]
+        self._born = {tid: self._born.get(tid, t) for tid in live}
         eps = 1e-6
         if (cfg.mode == "exhaustive" or motion.cut or self._last_full is None
                 or t - self._last_full >= cfg.full_frame_s - eps):
@@ -130,7 +133,12 @@ class Scanner:
             for fresh in motion.blobs_outside([], cfg.motion_min_area, self._mask):
                 new.append(fresh_region(fresh, _top_of(fresh, motion.blobs), cfg, width, height))
         if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
-            plan = self._newcomers(new, t, width, height)
+            # A track found in the last detection interval is searched in every frame until
+            # its speed is learnt: carried at no speed, a walking face leaves its box within
+            # two or three frames.
+            young = [region for (tid, _), region in zip(tracks, tracked)
+                     if t - self._born[tid] < cfg.detect_interval_s - eps]
+            plan = self._newcomers(new + young, t, width, height)
             if plan.kind != NONE:
                 self._mask = motion.mask
             return plan
@@ -159,9 +167,9 @@ class Scanner:
 
     def _newcomers(self, new: list[Region], t: float, width: int, height: int) -> ScanPlan:
         """Between detections: the regions of ``new`` motion (no track's region covers it, and
-        nothing was searched there lately: someone who just appeared) are searched at once, so
-        a newcomer's first frames are not lost. No track counts as searched for: they wait
-        for the next detection (a miss here never loses a track)."""
+        nothing was searched there lately: someone who just appeared) and of young tracks are
+        searched at once, so a newcomer's first frames are not lost. No track counts as
+        searched for: they wait for the next detection (a miss here never loses a track)."""
         if not new:
             return ScanPlan(NONE, checked=frozenset())
         merged = merge_regions(new, width, height)

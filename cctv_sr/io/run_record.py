@@ -139,6 +139,7 @@ class RunCounts:
     crops_written: int = 0
     crops_removed: int = 0
     carried_rows: int = 0  # face rows carried by tracks between detections (detected: false)
+    looked_back: int = 0  # faces found in the frames before a new track's first (detected)
     frames_full_scan: int = 0  # frames the detector searched whole
     frames_region_scan: int = 0  # frames searched in regions only
     frames_no_scan: int = 0  # frames nothing was searched in (tracks carried the faces)

@@ -16,7 +16,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +91,11 @@ class FaceTracker:
         self._tracks: list[TrackState] = []
         self._next_id = 1
         self._step = 0
+
+    @property
+    def next_id(self) -> int:
+        """The id the next new track gets (ids grow by one)."""
+        return self._next_id
 
     @property
     def live_tracks(self) -> int:
@@ -225,6 +230,20 @@ class FaceTracker:
             alive.append(tr)
         self._tracks = alive
         return dets.with_track_ids(ids), ended
+
+    def extend_back(self, track_id: int, earlier: Sequence[np.ndarray], first_t: float) -> None:
+        """A track just started was also found in the analysed frames before (boxes oldest
+        first, one per frame, the last of them the frame right before its first one): it
+        begins at ``first_t``, counts those detections, and its filter is run over them, so
+        it starts with their speed instead of none."""
+        tr = next((x for x in self._tracks if x.track_id == track_id), None)
+        if tr is None or not len(earlier) or tr.box is None:
+            return
+        kalman = BoxKalman(np.asarray(earlier[0], np.float32))
+        for box in [*earlier[1:], tr.box]:
+            kalman.predict(1)
+            kalman.update(np.asarray(box, np.float32))
+        tr.kalman, tr.first_t, tr.hits = kalman, first_t, tr.hits + len(earlier)
 
     def carried(self, t: float) -> FaceDetections:
         """Rows for the tracks not seen at ``t`` and not missed either (the detector did not
