@@ -174,7 +174,8 @@ class Analyzer:
                 st.scanner = Scanner(self.cfg.scan, self.cfg.tracker.max_lost_s)
                 tracks = []
             st.planned_session = frame.session
-            plans.append(st.scanner.plan(frame.image, self._t(frame, st), tracks))
+            plans.append(st.scanner.plan(frame.image, self._t(frame, st), tracks,
+                                         st.tracker.young() if tracks else ()))
             known.append(np.asarray([box for _, box in tracks], np.float32).reshape(-1, 4))
             self.stats.scan.count(plans[-1])
             if plans[-1].kind != NONE:

@@ -7,7 +7,7 @@ Each analysed frame gets a :class:`ScanPlan`:
 * ``regions``: at most every ``scan.detect_interval_s``, squares around motion blobs and
   around the tracks due for a check (a track over moving pixels at every detection, a still
   one every ``scan.static_check_s``), merged and scaled (:mod:`cctv_sr.detect.regions`);
-  in between, squares around new motion and around tracks younger than one interval;
+  in between, squares around new motion and around tracks seen once so far;
 * ``none``: nothing is searched; tracks carry their faces (rows marked not detected).
 
 A frame with no motion and no live track costs the motion test only (well under 1 ms).
@@ -15,6 +15,7 @@ A frame with no motion and no live track costs the motion test only (well under 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,20 +85,19 @@ class Scanner:
     _checked_at: dict[int, float] = field(default_factory=dict)
     _searched: list[tuple[float, Region]] = field(default_factory=list)  # recent regions
     _mask: np.ndarray | None = None  # the motion mask when regions were last planned
-    _born: dict[int, float] = field(default_factory=dict)  # track id -> first planned time
 
     def __post_init__(self) -> None:
         self.gate = MotionGate(self.cfg)
 
-    def plan(self, image: np.ndarray, t: float,
-             tracks: list[tuple[int, np.ndarray]]) -> ScanPlan:
-        """The plan for a frame at stream time ``t`` with live ``tracks`` (id, predicted box)."""
+    def plan(self, image: np.ndarray, t: float, tracks: list[tuple[int, np.ndarray]],
+             young: Collection[int] = ()) -> ScanPlan:
+        """The plan for a frame at stream time ``t`` with live ``tracks`` (id, predicted box);
+        ``young``: the ids of those seen in one detection only (their speed is not known)."""
         cfg = self.cfg
         motion = self.gate.update(image)
         live = {tid for tid, _ in tracks}
         for tid in [k for k in self._checked_at if k not in live]:
             del self._checked_at[tid]
-        self._born = {tid: self._born.get(tid, t) for tid in live}
         eps = 1e-6
         if (cfg.mode == "exhaustive" or motion.cut or self._last_full is None
                 or t - self._last_full >= cfg.full_frame_s - eps):
@@ -133,12 +133,11 @@ class Scanner:
             for fresh in motion.blobs_outside([], cfg.motion_min_area, self._mask):
                 new.append(fresh_region(fresh, _top_of(fresh, motion.blobs), cfg, width, height))
         if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
-            # A track found in the last detection interval is searched in every frame until
-            # its speed is learnt: carried at no speed, a walking face leaves its box within
-            # two or three frames.
-            young = [region for (tid, _), region in zip(tracks, tracked)
-                     if t - self._born[tid] < cfg.detect_interval_s - eps]
-            plan = self._newcomers(new + young, t, width, height)
+            # A track seen once is searched in the next frames too, until its second
+            # detection gives its speed: carried at no speed, a walking face leaves its box
+            # within two or three frames.
+            first = [region for (tid, _), region in zip(tracks, tracked) if tid in young]
+            plan = self._newcomers(new + first, t, width, height)
             if plan.kind != NONE:
                 self._mask = motion.mask
             return plan
@@ -158,9 +157,12 @@ class Scanner:
         self._last_detect = t
         merged = merge_regions(regions, width, height)
         self._searched += [(t, r) for r in merged]
-        # A track inside a region searched for a blob was searched for too.
-        for tid, box in tracks:
-            if tid not in checked and any(_inside(box, r) for r in merged):
+        # A track inside a region searched for a blob was searched for too, where the region
+        # shows its face as large as its own region would (a 12 px face inside a crowd's
+        # square seen at 0.6x was not looked for: a miss there lost the track).
+        for (tid, box), own in zip(tracks, tracked):
+            if tid not in checked and any(_inside(box, r) and r.scale >= 0.9 * own.scale
+                                          for r in merged):
                 checked.add(tid)
                 self._checked_at[tid] = t
         return ScanPlan(REGIONS, tuple(merged), checked=frozenset(checked))

@@ -264,6 +264,10 @@ class FaceTracker:
             out.append((tr.track_id, tr.kalman.ahead(steps_ahead)))
         return out
 
+    def young(self) -> set[int]:
+        """Ids of the live tracks seen in one detection only (their speed is not known)."""
+        return {tr.track_id for tr in self._tracks if tr.hits < 2}
+
     def finish(self) -> list[TrackState]:
         """End every live track (end of stream)."""
         ended, self._tracks = self._tracks, []
