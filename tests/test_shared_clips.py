@@ -36,9 +36,10 @@ def test_pedestrians_walking_toward_the_camera(tmp_path: Path) -> None:
     long_tracks = [t for t in tracks if t["n_faces"] >= 3 and t["n_faces"] + t["n_carried"] >= 8]
     assert len(long_tracks) >= 5, [(t["track_id"], t["n_faces"], t["n_carried"]) for t in tracks]
     assert faces, "no face found"
-    for face in faces:
+    for face in faces:  # landmarks never mirrored (a profile's two mouth corners may meet)
         kps = np.array(face["landmarks"])
-        assert kps[0, 0] < kps[1, 0] and kps[3, 0] < kps[4, 0]
+        slack = 0.05 * (face["box"][2] - face["box"][0])
+        assert kps[0, 0] < kps[1, 0] + slack and kps[3, 0] < kps[4, 0] + slack
     # the same person keeps one id: a long track's boxes move smoothly, frame to frame
     for t in long_tracks:
         rows = [f for f in faces if f["track_id"] == t["track_id"]]
