@@ -165,3 +165,18 @@ def test_a_face_appearing_inside_moving_pixels_is_written_from_its_first_frames(
         assert len({hits[i]["track_id"] for i in range(first, first + 4) if i in hits}) == 1
     assert set(range(first, 24)) <= set(hits) | {i for i in range(first, 24) if any(
         f["frame"] == i and not f["detected"] for f in faces)}
+
+
+def test_tracks_in_doubt_are_those_seen_once_or_missed_lately() -> None:
+    tracker = FaceTracker(TrackerConfig(high_thresh=0.6, new_track_thresh=0.6), min_score=0.3)
+    kps = np.zeros((1, 5, 2), np.float32)
+    box = np.array([[100, 100, 124, 128]], np.float32)
+    tracked, _ = tracker.update(FaceDetections(box, np.array([0.9]), kps), 0.0)
+    tid = int(tracked.track_id[0])
+    assert tracker.in_doubt(0.0, 0.24) == {tid}  # seen once: its speed is not known
+    tracker.update(FaceDetections(box + 2, np.array([0.9]), kps), 0.04)
+    assert tracker.in_doubt(0.04, 0.24) == set()
+    tracker.update(FaceDetections.empty(), 0.08)  # searched for and missed
+    assert tracker.in_doubt(0.08, 0.24) == {tid}
+    tracker.update(FaceDetections.empty(), 0.32, checked=frozenset())
+    assert tracker.in_doubt(0.32, 0.24) == set()  # missed too long ago: the usual searches

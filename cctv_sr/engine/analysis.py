@@ -12,16 +12,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
-from cctv_sr.detect.regions import detect_regions
+from cctv_sr.detect.regions import (
+    Region,
+    covers,
+    detect_regions,
+    merge_detections,
+    merge_regions,
+    track_region,
+)
+from cctv_sr.engine.analysis_stats import AnalysisStats
 from cctv_sr.engine.lookback import LookBack, PastFrame, past_boxes
-from cctv_sr.engine.scan import NONE, Scanner, ScanPlan, ScanStats
-from cctv_sr.engine.temporal import TemporalStage, TemporalStats
+from cctv_sr.engine.scan import FULL, NONE, Scanner, ScanPlan
+from cctv_sr.engine.temporal import TemporalStage
 from cctv_sr.face.align import choose_lr_side, native_size, similarity_to_template, warp_face
 from cctv_sr.face.faceness import Faceness
 from cctv_sr.face.quality import face_quality, with_faceness
@@ -40,41 +48,6 @@ from cctv_sr.track.tracker import FaceTracker
 
 Emit = Callable[[AnalysisMessage], object]
 log = logging.getLogger(__name__)
-
-@dataclass
-class AnalysisStats:
-    frames: int = 0
-    faces: int = 0  # detected faces
-    carried: int = 0  # rows carried by tracks between detections
-    looked_back: int = 0  # faces found in the frames before a new track's first (lookback.py)
-    live_tracks: int = 0
-    tracks_ended: int = 0
-    detect_s: float = 0.0
-    scan_s: float = 0.0  # motion, cuts and region planning
-    track_s: float = 0.0
-    align_s: float = 0.0
-    scan: ScanStats = field(default_factory=ScanStats)
-    temporal: TemporalStats = field(default_factory=TemporalStats)
-
-
-def merged_stats(parts: Sequence[AnalysisStats]) -> AnalysisStats:
-    """Counters and seconds of several analysis workers added up (seconds are summed worker
-    time, not wall time; ``temporal.max_waiting`` is the largest)."""
-
-    def add(kind: type, items: Sequence[object]) -> object:
-        values = {}
-        for f in fields(kind):
-            got = [getattr(i, f.name) for i in items]
-            if is_dataclass(got[0]):
-                values[f.name] = add(type(got[0]), got)
-            else:
-                values[f.name] = max(got) if f.name == "max_waiting" else sum(got)
-        return kind(**values)
-
-    if len(parts) == 1:
-        return parts[0]
-    return add(AnalysisStats, parts)  # type: ignore[return-value]
-
 
 @dataclass
 class _StreamState:
@@ -145,13 +118,13 @@ class Analyzer:
         """Plan the search of a batch of frames, detect in one call over all their regions,
         then track and align them one by one, in order.
 
-        A frame whose plan searches anything is tracked before the next frame of its
-        stream is planned, so every plan has the tracks of the frame before it: a track born
-        in one frame gets its own region, at its learnt speed, from the next one on (planned
-        a batch ahead, a young track's region stood where it was first seen while its face
-        walked out of it). One detector call still takes the frames of several streams, and a
-        stream's frames that search nothing go with the next one; with ``scan.mode =
-        "exhaustive"`` the whole batch goes in one call."""
+        Plans of later frames use the tracks' boxes predicted that many frames ahead. A
+        full-frame pass (which may start many tracks) is processed before the next frame is
+        planned, so the tracks it found get their regions from the next frame on; with
+        ``scan.mode = "exhaustive"`` the whole batch goes in one call. A track seen in one
+        detection only has no known speed, and a batch's plans do not know the tracks started
+        within it: such tracks are searched for again just before each frame is tracked
+        (:meth:`_in_doubt`)."""
         start = 0
         while start < len(frames):
             start = self._process_span(frames, start)
@@ -162,10 +135,7 @@ class Analyzer:
         known: list[np.ndarray] = []  # each frame's predicted track boxes (cut faces give way)
         ahead: dict[str, int] = {}
         exhaustive = self.cfg.scan.mode == "exhaustive"
-        searching: set[str] = set()  # streams with a frame in this span that searches
         for frame in frames[start:]:
-            if frame.stream_id in searching and not exhaustive:
-                break
             st = self._state(frame.stream_id)
             ahead[frame.stream_id] = ahead.get(frame.stream_id, 0) + 1
             tracks = st.tracker.predicted(ahead[frame.stream_id])
@@ -174,12 +144,11 @@ class Analyzer:
                 st.scanner = Scanner(self.cfg.scan, self.cfg.tracker.max_lost_s)
                 tracks = []
             st.planned_session = frame.session
-            plans.append(st.scanner.plan(frame.image, self._t(frame, st), tracks,
-                                         st.tracker.young() if tracks else ()))
+            plans.append(st.scanner.plan(frame.image, self._t(frame, st), tracks))
             known.append(np.asarray([box for _, box in tracks], np.float32).reshape(-1, 4))
             self.stats.scan.count(plans[-1])
-            if plans[-1].kind != NONE:
-                searching.add(frame.stream_id)
+            if plans[-1].kind == FULL and not exhaustive:
+                break
         self.stats.scan_s += time.perf_counter() - t0
         span = frames[start:start + len(plans)]
         t0 = time.perf_counter()
@@ -192,8 +161,47 @@ class Analyzer:
         for i, dets in zip(todo, found):
             all_dets[i] = dets
         for frame, dets, plan in zip(span, all_dets, plans):
-            self._process_frame(frame, dets, plan)
+            self._process_frame(frame, self._in_doubt(frame, dets, plan), plan)
         return start + len(plans)
+
+    def _in_doubt(self, frame: Frame, dets: FaceDetections, plan: ScanPlan) -> FaceDetections:
+        """``dets`` plus what a search of the doubtful tracks' own regions finds, where the
+        frame's plan did not cover them at their scale: tracks seen in one detection only
+        (carried at no speed, a walking face leaves its box within two or three frames; a
+        batch's plans do not know the tracks started within it) and tracks a search missed
+        within the last two detection intervals (a face the detector misses in a large square
+        at one scale it finds in its own). They do not count as searched for: a miss here
+        never ends them."""
+        if plan.kind == FULL or self.cfg.scan.mode == "exhaustive":
+            return dets
+        st = self._state(frame.stream_id)
+        doubt = st.tracker.in_doubt(self._t(frame, st), 2 * self.cfg.scan.detect_interval_s)
+        tracks = st.tracker.predicted(1)
+        height, width = frame.image.shape[:2]
+        # a track the plan searched for, in a square planned from where it was predicted a
+        # batch ago, that no longer holds where it is predicted now
+        checked = plan.checked or frozenset()
+        doubt |= {tid for tid, box in tracks if tid in checked and not any(
+            _holds(p, box, track_region(box, self.cfg.scan, width, height))
+            for p in plan.regions)}
+        if not doubt:
+            return dets
+        t0 = time.perf_counter()
+        own = [track_region(box, self.cfg.scan, width, height) for tid, box in tracks
+               if tid in doubt]
+        # unless the plan searched it in a square like its own (a crowd's large square may
+        # be where the detector missed it)
+        own = [r for r in own if not any(covers(p, r) and p.side <= 2 * r.side
+                                         for p in plan.regions)]
+        if own:
+            merged = merge_regions(own, width, height)
+            self.stats.scan.region_count += len(merged)
+            known = np.asarray([box for _, box in tracks], np.float32).reshape(-1, 4)
+            extra = detect_regions(self.detector, [frame.image], [merged],
+                                   self.cfg.detector.nms_thresh, [known])[0]
+            dets = merge_detections([dets, extra], self.cfg.detector.nms_thresh)
+        self.stats.detect_s += time.perf_counter() - t0
+        return dets
 
     def _process_frame(self, frame: Frame, dets: FaceDetections, plan: ScanPlan) -> None:
         st = self._state(frame.stream_id)
@@ -379,3 +387,11 @@ class Analyzer:
             self._end(stream_id, st.book.open_tracks(), None)
         self.temporal.flush()
         self.stats.live_tracks = 0
+
+
+def _holds(square: Region, box: np.ndarray, own: Region) -> bool:
+    """Whether ``square`` holds the face box (xyxy) whole at no coarser a scale than the
+    face's ``own`` region."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return (square.scale >= 0.9 * own.scale and x0 >= square.x0 and y0 >= square.y0
+            and x1 <= square.x0 + square.side and y1 <= square.y0 + square.side)

@@ -27,7 +27,8 @@ from cctv_sr.config import RunConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.embed.base import FaceEmbedder
 from cctv_sr.engine.accelerator import Accelerator, AcceleratorStats, Batcher
-from cctv_sr.engine.analysis import AnalysisStats, Analyzer, merged_stats
+from cctv_sr.engine.analysis import Analyzer
+from cctv_sr.engine.analysis_stats import AnalysisStats, merged_stats
 from cctv_sr.engine.temporal import window_frames
 from cctv_sr.errors import CctvSrError, PipelineError
 from cctv_sr.face.faceness import Faceness

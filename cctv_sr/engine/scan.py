@@ -7,7 +7,7 @@ Each analysed frame gets a :class:`ScanPlan`:
 * ``regions``: at most every ``scan.detect_interval_s``, squares around motion blobs and
   around the tracks due for a check (a track over moving pixels at every detection, a still
   one every ``scan.static_check_s``), merged and scaled (:mod:`cctv_sr.detect.regions`);
-  in between, squares around new motion and around tracks seen once so far;
+  in between, squares around new motion (and, from the analysis, around tracks seen once);
 * ``none``: nothing is searched; tracks carry their faces (rows marked not detected).
 
 A frame with no motion and no live track costs the motion test only (well under 1 ms).
@@ -15,7 +15,6 @@ A frame with no motion and no live track costs the motion test only (well under 
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,10 +88,9 @@ class Scanner:
     def __post_init__(self) -> None:
         self.gate = MotionGate(self.cfg)
 
-    def plan(self, image: np.ndarray, t: float, tracks: list[tuple[int, np.ndarray]],
-             young: Collection[int] = ()) -> ScanPlan:
-        """The plan for a frame at stream time ``t`` with live ``tracks`` (id, predicted box);
-        ``young``: the ids of those seen in one detection only (their speed is not known)."""
+    def plan(self, image: np.ndarray, t: float,
+             tracks: list[tuple[int, np.ndarray]]) -> ScanPlan:
+        """The plan for a frame at stream time ``t`` with live ``tracks`` (id, predicted box)."""
         cfg = self.cfg
         motion = self.gate.update(image)
         live = {tid for tid, _ in tracks}
@@ -133,11 +131,7 @@ class Scanner:
             for fresh in motion.blobs_outside([], cfg.motion_min_area, self._mask):
                 new.append(fresh_region(fresh, _top_of(fresh, motion.blobs), cfg, width, height))
         if self._last_detect is not None and t - self._last_detect < cfg.detect_interval_s - eps:
-            # A track seen once is searched in the next frames too, until its second
-            # detection gives its speed: carried at no speed, a walking face leaves its box
-            # within two or three frames.
-            first = [region for (tid, _), region in zip(tracks, tracked) if tid in young]
-            plan = self._newcomers(new + first, t, width, height)
+            plan = self._newcomers(new, t, width, height)
             if plan.kind != NONE:
                 self._mask = motion.mask
             return plan
@@ -169,9 +163,9 @@ class Scanner:
 
     def _newcomers(self, new: list[Region], t: float, width: int, height: int) -> ScanPlan:
         """Between detections: the regions of ``new`` motion (no track's region covers it, and
-        nothing was searched there lately: someone who just appeared) and of young tracks are
-        searched at once, so a newcomer's first frames are not lost. No track counts as
-        searched for: they wait for the next detection (a miss here never loses a track)."""
+        nothing was searched there lately: someone who just appeared) are searched at once, so
+        a newcomer's first frames are not lost. No track counts as searched for: they wait
+        for the next detection (a miss here never loses a track)."""
         if not new:
             return ScanPlan(NONE, checked=frozenset())
         merged = merge_regions(new, width, height)

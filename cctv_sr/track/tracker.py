@@ -264,9 +264,12 @@ class FaceTracker:
             out.append((tr.track_id, tr.kalman.ahead(steps_ahead)))
         return out
 
-    def young(self) -> set[int]:
-        """Ids of the live tracks seen in one detection only (their speed is not known)."""
-        return {tr.track_id for tr in self._tracks if tr.hits < 2}
+    def in_doubt(self, t: float, within_s: float) -> set[int]:
+        """Ids of the live tracks seen in one detection only (their speed is not known), and
+        of those missed by a search since their last detection at most ``within_s`` before
+        stream time ``t`` (a detector misses a face at some scales and finds it at others)."""
+        return {tr.track_id for tr in self._tracks
+                if tr.hits < 2 or (tr.lost and t - tr.last_t <= within_s)}
 
     def finish(self) -> list[TrackState]:
         """End every live track (end of stream)."""
