@@ -81,6 +81,14 @@ def track_region(box: np.ndarray, cfg: ScanConfig, width: int, height: int,
     return _square((x0 + x1) / 2, (y0 + y1) / 2, side, face_scale(face, cfg), width, height)
 
 
+def holds(square: Region, box: np.ndarray, own: Region) -> bool:
+    """Whether ``square`` holds the face box ``box`` (xyxy) whole, at no coarser a scale than
+    the face's ``own`` region (:func:`track_region`): a search there looked for that face."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return (square.scale >= 0.9 * own.scale and x0 >= square.x0 and y0 >= square.y0
+            and x1 <= square.x0 + square.side and y1 <= square.y0 + square.side)
+
+
 def blob_region(blob: np.ndarray, cfg: ScanConfig, width: int, height: int) -> Region:
     """The head region of a motion blob: the top of a person-sized (tall) blob, else around it.
 

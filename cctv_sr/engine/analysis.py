@@ -19,9 +19,9 @@ import numpy as np
 from cctv_sr.config import RunConfig, TrackerConfig
 from cctv_sr.detect.base import FaceDetector
 from cctv_sr.detect.regions import (
-    Region,
     covers,
     detect_regions,
+    holds,
     merge_detections,
     merge_regions,
     track_region,
@@ -166,33 +166,32 @@ class Analyzer:
 
     def _in_doubt(self, frame: Frame, dets: FaceDetections, plan: ScanPlan) -> FaceDetections:
         """``dets`` plus what a search of the doubtful tracks' own regions finds, where the
-        frame's plan did not cover them at their scale: tracks seen in one detection only
-        (carried at no speed, a walking face leaves its box within two or three frames; a
-        batch's plans do not know the tracks started within it) and tracks a search missed
-        within the last two detection intervals (a face the detector misses in a large square
-        at one scale it finds in its own). They do not count as searched for: a miss here
-        never ends them."""
+        frame's plan did not search them in a square like their own: tracks seen in one
+        detection only (carried at no speed, a walking face leaves its box within two or three
+        frames; a batch's plans do not know the tracks started within it), tracks a search
+        missed within the last two detection intervals (a face the detector misses in a large
+        square at one scale it finds in its own), and tracks searched for in a square planned
+        a batch ago that no longer holds them. These searches do not count as searched for: a
+        miss here never ends a track."""
         if plan.kind == FULL or self.cfg.scan.mode == "exhaustive":
             return dets
         st = self._state(frame.stream_id)
         doubt = st.tracker.in_doubt(self._t(frame, st), 2 * self.cfg.scan.detect_interval_s)
         tracks = st.tracker.predicted(1)
         height, width = frame.image.shape[:2]
+        regions = {tid: track_region(box, self.cfg.scan, width, height) for tid, box in tracks}
         # a track the plan searched for, in a square planned from where it was predicted a
         # batch ago, that no longer holds where it is predicted now
         checked = plan.checked or frozenset()
-        doubt |= {tid for tid, box in tracks if tid in checked and not any(
-            _holds(p, box, track_region(box, self.cfg.scan, width, height))
-            for p in plan.regions)}
+        doubt |= {tid for tid, box in tracks if tid in checked
+                  and not any(holds(p, box, regions[tid]) for p in plan.regions)}
         if not doubt:
             return dets
         t0 = time.perf_counter()
-        own = [track_region(box, self.cfg.scan, width, height) for tid, box in tracks
-               if tid in doubt]
         # unless the plan searched it in a square like its own (a crowd's large square may
         # be where the detector missed it)
-        own = [r for r in own if not any(covers(p, r) and p.side <= 2 * r.side
-                                         for p in plan.regions)]
+        own = [r for tid, r in regions.items() if tid in doubt and not any(
+            covers(p, r) and p.side <= 2 * r.side for p in plan.regions)]
         if own:
             merged = merge_regions(own, width, height)
             self.stats.scan.region_count += len(merged)
@@ -387,11 +386,3 @@ class Analyzer:
             self._end(stream_id, st.book.open_tracks(), None)
         self.temporal.flush()
         self.stats.live_tracks = 0
-
-
-def _holds(square: Region, box: np.ndarray, own: Region) -> bool:
-    """Whether ``square`` holds the face box (xyxy) whole at no coarser a scale than the
-    face's ``own`` region."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    return (square.scale >= 0.9 * own.scale and x0 >= square.x0 and y0 >= square.y0
-            and x1 <= square.x0 + square.side and y1 <= square.y0 + square.side)

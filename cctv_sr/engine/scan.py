@@ -26,6 +26,7 @@ from cctv_sr.detect.regions import (
     blob_region,
     covers,
     fresh_region,
+    holds,
     merge_regions,
     track_region,
 )
@@ -155,8 +156,7 @@ class Scanner:
         # shows its face as large as its own region would (a 12 px face inside a crowd's
         # square seen at 0.6x was not looked for: a miss there lost the track).
         for (tid, box), own in zip(tracks, tracked):
-            if tid not in checked and any(_inside(box, r) and r.scale >= 0.9 * own.scale
-                                          for r in merged):
+            if tid not in checked and any(holds(r, box, own) for r in merged):
                 checked.add(tid)
                 self._checked_at[tid] = t
         return ScanPlan(REGIONS, tuple(merged), checked=frozenset(checked))
@@ -188,9 +188,3 @@ def _top_of(part: np.ndarray, blobs: np.ndarray) -> float:
     tops = [float(b[1]) for b in blobs
             if b[0] <= x1 and x0 <= b[2] and b[1] <= y1 and y0 <= b[3]]
     return min(tops, default=y0)
-
-
-def _inside(box: np.ndarray, region: Region) -> bool:
-    x0, y0, x1, y1 = (float(v) for v in box)
-    return (x0 >= region.x0 and y0 >= region.y0 and x1 <= region.x0 + region.side
-            and y1 <= region.y0 + region.side)
